@@ -1,0 +1,608 @@
+//! The UnixFS importer: bytes and directory trees in, Kubo-identical DAGs out.
+//!
+//! Files are cut by a fixed-size chunker and laid out as Kubo's balanced DAG. A reader thread
+//! fills batches of chunks while rayon hashes the previous batch on every core; the builder then
+//! folds leaves into parents as soon as a node has `max_links` children. At most three batches
+//! (≤ 8 MiB each) are in memory whatever the file size.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::mpsc;
+
+use cid::Cid;
+use rayon::prelude::*;
+
+use crate::Error;
+use crate::block::{DAG_PB, RAW, cid_for};
+use crate::pb::{DataType, PbLink, UnixFsData, encode_node};
+
+/// Kubo's default chunk size (`size-262144`).
+pub const DEFAULT_CHUNK_SIZE: usize = 262_144;
+/// Kubo's default number of links per balanced-DAG node.
+pub const DEFAULT_MAX_LINKS: usize = 174;
+/// Largest chunk accepted (Kubo's chunker limit).
+pub const MAX_CHUNK_SIZE: usize = 1 << 20;
+/// Size above which Kubo turns a flat directory into a HAMT shard.
+pub const HAMT_THRESHOLD: usize = 262_144;
+/// Bytes of chunk data per batch handed to the hashing threads.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// How a directory's size is estimated against [`HAMT_THRESHOLD`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirSizeEstimation {
+    /// Sum of name length plus CID length over links (Kubo's classic estimate).
+    LinkBytes,
+    /// Size of the encoded directory block (`unixfs-v1-2025`).
+    BlockBytes,
+}
+
+/// Import parameters. `ImportOptions::default()` is Kubo's default (`ipfs add` with no flags):
+/// CIDv0, `size-262144` chunker, balanced layout with 174 links, dag-pb leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// CID version of dag-pb nodes (raw leaves are always CIDv1).
+    pub cid_version: cid::Version,
+    /// Store chunks as raw blocks instead of UnixFS dag-pb leaves.
+    pub raw_leaves: bool,
+    /// Chunk size in bytes (1 ..= 1 MiB).
+    pub chunk_size: usize,
+    /// Most links per file node (≥ 2).
+    pub max_links: usize,
+    /// How directory size is measured against the sharding threshold.
+    pub dir_size_estimation: DirSizeEstimation,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            cid_version: cid::Version::V0,
+            raw_leaves: false,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            max_links: DEFAULT_MAX_LINKS,
+            dir_size_estimation: DirSizeEstimation::LinkBytes,
+        }
+    }
+}
+
+impl ImportOptions {
+    /// Names accepted by [`ImportOptions::profile`].
+    pub const PROFILES: &'static [&'static str] = &["unixfs-v0-2015", "unixfs-v1-2025"];
+
+    /// A named CID profile (IPIP-499): `unixfs-v0-2015` (= the default) or `unixfs-v1-2025`
+    /// (CIDv1, raw leaves, 1 MiB chunks, 1024 links, block-size directory estimation).
+    pub fn profile(name: &str) -> Result<Self, Error> {
+        match name {
+            "unixfs-v0-2015" => Ok(Self::default()),
+            "unixfs-v1-2025" => Ok(Self {
+                cid_version: cid::Version::V1,
+                raw_leaves: true,
+                chunk_size: 1 << 20,
+                max_links: 1024,
+                dir_size_estimation: DirSizeEstimation::BlockBytes,
+            }),
+            other => Err(Error::InvalidOptions(format!(
+                "unknown profile `{other}`; known profiles: {}",
+                Self::PROFILES.join(", ")
+            ))),
+        }
+    }
+
+    /// `ipfs add --cid-version 1`: CIDv1 with raw leaves (Kubo implies `--raw-leaves`).
+    pub fn cid_v1() -> Self {
+        Self {
+            cid_version: cid::Version::V1,
+            raw_leaves: true,
+            ..Self::default()
+        }
+    }
+
+    /// Parses a Kubo chunker spec; only `size-N` is supported.
+    pub fn set_chunker(&mut self, spec: &str) -> Result<(), Error> {
+        let n = spec
+            .strip_prefix("size-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| {
+                Error::InvalidOptions(format!(
+                    "chunker `{spec}` is not supported; use size-N (for example size-262144)"
+                ))
+            })?;
+        self.chunk_size = n;
+        self.validate()
+    }
+
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {
+            return Err(Error::InvalidOptions(format!(
+                "chunk size {} is out of range 1..={MAX_CHUNK_SIZE}",
+                self.chunk_size
+            )));
+        }
+        if self.max_links < 2 {
+            return Err(Error::InvalidOptions(format!(
+                "max links {} must be at least 2",
+                self.max_links
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where imported blocks go. `put` is called from several threads at once.
+pub trait BlockSink: Sync {
+    /// Stores one block whose CID was computed from `data`.
+    fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error>;
+}
+
+/// Discards blocks (`--only-hash`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullSink;
+
+impl BlockSink for NullSink {
+    fn put(&self, _: &Cid, _: &[u8]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// The root of an imported file, directory or symlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// Root CID.
+    pub cid: Cid,
+    /// Cumulative size of the DAG (what Kubo reports as `Size`).
+    pub tsize: u64,
+    /// File content size (0 for directories and symlinks).
+    pub file_size: u64,
+}
+
+/// Only-hash import of one file: the CID `ipfs add --only-hash` prints for it.
+pub fn cid_of_file(path: &Path, opts: &ImportOptions) -> Result<Cid, Error> {
+    let f = File::open(path).map_err(Error::io(path))?;
+    import_reader(f, opts, &NullSink, &|_| {})
+        .map(|i| i.cid)
+        .map_err(|e| match e {
+            Error::Stream(source) => Error::Io {
+                path: path.to_owned(),
+                source,
+            },
+            e => e,
+        })
+}
+
+struct Pending {
+    cid: Cid,
+    tsize: u64,
+    file_size: u64,
+}
+
+/// Imports a byte stream as one UnixFS file. `progress` receives the bytes read so far.
+pub fn import_reader<R: Read + Send>(
+    mut reader: R,
+    opts: &ImportOptions,
+    sink: &dyn BlockSink,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Imported, Error> {
+    opts.validate()?;
+    let chunk = opts.chunk_size;
+    let per_batch = (BATCH_BYTES / chunk).max(1);
+    let mut tree = FileTree {
+        levels: Vec::new(),
+        opts,
+        sink,
+    };
+    let (full_tx, full_rx) = mpsc::sync_channel::<std::io::Result<Vec<Vec<u8>>>>(1);
+    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<Vec<u8>>>(2);
+    let mut total = 0u64;
+    std::thread::scope(|s| -> Result<(), Error> {
+        s.spawn(move || {
+            let mut eof = false;
+            while !eof {
+                let mut batch = empty_rx.try_recv().unwrap_or_default();
+                let mut n = 0;
+                while n < per_batch {
+                    if batch.len() <= n {
+                        batch.push(Vec::with_capacity(chunk));
+                    }
+                    let buf = &mut batch[n];
+                    buf.resize(chunk, 0);
+                    match read_full(&mut reader, buf) {
+                        Ok(got) => {
+                            buf.truncate(got);
+                            if got > 0 {
+                                n += 1;
+                            }
+                            if got < chunk {
+                                eof = true;
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = full_tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                batch.truncate(n);
+                if full_tx.send(Ok(batch)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut saw_chunk = false;
+        for batch in full_rx {
+            let batch = batch?;
+            if batch.is_empty() {
+                continue;
+            }
+            saw_chunk = true;
+            let leaves: Vec<Pending> = batch
+                .par_iter()
+                .map(|c| leaf(c, opts, sink))
+                .collect::<Result<_, _>>()?;
+            for l in leaves {
+                total += l.file_size;
+                tree.push(0, l)?;
+            }
+            progress(total);
+            let _ = empty_tx.try_send(batch);
+        }
+        if !saw_chunk {
+            let l = leaf(&[], opts, sink)?;
+            tree.push(0, l)?;
+        }
+        Ok(())
+    })?;
+    let root = tree.finish()?;
+    Ok(Imported {
+        cid: root.cid,
+        tsize: root.tsize,
+        file_size: root.file_size,
+    })
+}
+
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+fn leaf(data: &[u8], opts: &ImportOptions, sink: &dyn BlockSink) -> Result<Pending, Error> {
+    if opts.raw_leaves {
+        let cid = cid_for(cid::Version::V1, RAW, data);
+        sink.put(&cid, data)?;
+        return Ok(Pending {
+            cid,
+            tsize: data.len() as u64,
+            file_size: data.len() as u64,
+        });
+    }
+    let fs = UnixFsData {
+        kind: DataType::File,
+        data: (!data.is_empty()).then(|| data.to_vec()),
+        filesize: Some(data.len() as u64),
+        blocksizes: Vec::new(),
+    };
+    let block = encode_node(&[], Some(&fs.encode()));
+    let cid = cid_for(opts.cid_version, DAG_PB, &block);
+    sink.put(&cid, &block)?;
+    Ok(Pending {
+        cid,
+        tsize: block.len() as u64,
+        file_size: data.len() as u64,
+    })
+}
+
+/// Kubo's balanced layout, built bottom-up as leaves stream in.
+struct FileTree<'a> {
+    levels: Vec<Vec<Pending>>,
+    opts: &'a ImportOptions,
+    sink: &'a dyn BlockSink,
+}
+
+impl FileTree<'_> {
+    fn push(&mut self, level: usize, p: Pending) -> Result<(), Error> {
+        if self.levels.len() <= level {
+            self.levels.push(Vec::new());
+        }
+        self.levels[level].push(p);
+        if self.levels[level].len() == self.opts.max_links {
+            let items = std::mem::take(&mut self.levels[level]);
+            let parent = self.parent(items)?;
+            self.push(level + 1, parent)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Pending, Error> {
+        let mut k = 0;
+        loop {
+            let top = self.levels.len() - 1;
+            if k == top && self.levels[k].len() == 1 {
+                return self.levels[k]
+                    .pop()
+                    .ok_or_else(|| Error::Task("empty file tree".to_owned()));
+            }
+            if !self.levels[k].is_empty() {
+                let items = std::mem::take(&mut self.levels[k]);
+                let parent = self.parent(items)?;
+                self.push(k + 1, parent)?;
+            }
+            k += 1;
+        }
+    }
+
+    fn parent(&self, children: Vec<Pending>) -> Result<Pending, Error> {
+        let file_size = children.iter().map(|c| c.file_size).sum();
+        let fs = UnixFsData {
+            kind: DataType::File,
+            data: None,
+            filesize: Some(file_size),
+            blocksizes: children.iter().map(|c| c.file_size).collect(),
+        };
+        let links: Vec<PbLink> = children
+            .iter()
+            .map(|c| PbLink {
+                cid: c.cid,
+                name: String::new(),
+                tsize: c.tsize,
+            })
+            .collect();
+        let block = encode_node(&links, Some(&fs.encode()));
+        let cid = cid_for(self.opts.cid_version, DAG_PB, &block);
+        self.sink.put(&cid, &block)?;
+        Ok(Pending {
+            cid,
+            tsize: block.len() as u64 + children.iter().map(|c| c.tsize).sum::<u64>(),
+            file_size,
+        })
+    }
+}
+
+/// One entry reported while importing a tree (Kubo's `{Name, Hash, Size}` lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedEntry {
+    /// Path relative to the import root's parent, `/`-separated (e.g. `dir/sub/file`).
+    pub path: String,
+    /// The entry's root.
+    pub imported: Imported,
+}
+
+/// A named child of a directory being built.
+#[derive(Debug, Clone)]
+pub struct DirChild {
+    /// Entry name.
+    pub name: String,
+    /// The child's root.
+    pub imported: Imported,
+}
+
+/// Builds one flat UnixFS directory node from its children (sorted by name as Kubo does).
+/// `display` names the directory in errors.
+pub fn build_directory(
+    mut children: Vec<DirChild>,
+    opts: &ImportOptions,
+    sink: &dyn BlockSink,
+    display: &Path,
+) -> Result<Imported, Error> {
+    children.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    for w in children.windows(2) {
+        if w[0].name == w[1].name {
+            return Err(Error::InvalidArgument {
+                input: w[0].name.clone(),
+                reason: format!("duplicate entry in directory {}", display.display()),
+            });
+        }
+    }
+    let links: Vec<PbLink> = children
+        .iter()
+        .map(|c| PbLink {
+            cid: c.imported.cid,
+            name: c.name.clone(),
+            tsize: c.imported.tsize,
+        })
+        .collect();
+    let fs = UnixFsData {
+        kind: DataType::Directory,
+        data: None,
+        filesize: None,
+        blocksizes: Vec::new(),
+    };
+    let block = encode_node(&links, Some(&fs.encode()));
+    let size = match opts.dir_size_estimation {
+        DirSizeEstimation::LinkBytes => links
+            .iter()
+            .map(|l| l.name.len() + l.cid.encoded_len())
+            .sum(),
+        DirSizeEstimation::BlockBytes => block.len(),
+    };
+    if size > HAMT_THRESHOLD {
+        return Err(Error::DirectoryTooLarge {
+            path: display.to_owned(),
+            size,
+            limit: HAMT_THRESHOLD,
+        });
+    }
+    let cid = cid_for(opts.cid_version, DAG_PB, &block);
+    sink.put(&cid, &block)?;
+    Ok(Imported {
+        cid,
+        tsize: block.len() as u64 + links.iter().map(|l| l.tsize).sum::<u64>(),
+        file_size: 0,
+    })
+}
+
+/// Builds a UnixFS symlink node.
+pub fn build_symlink(
+    target: &[u8],
+    opts: &ImportOptions,
+    sink: &dyn BlockSink,
+) -> Result<Imported, Error> {
+    let fs = UnixFsData {
+        kind: DataType::Symlink,
+        data: Some(target.to_vec()),
+        filesize: None,
+        blocksizes: Vec::new(),
+    };
+    let block = encode_node(&[], Some(&fs.encode()));
+    let cid = cid_for(opts.cid_version, DAG_PB, &block);
+    sink.put(&cid, &block)?;
+    Ok(Imported {
+        cid,
+        tsize: block.len() as u64,
+        file_size: 0,
+    })
+}
+
+/// Imports a file, or with `recursive` a directory tree, from disk. Symlinks are stored as
+/// UnixFS symlinks and never followed. `on_entry` sees every file and directory, children
+/// before parents, as `ipfs add` prints them.
+pub fn import_path(
+    path: &Path,
+    recursive: bool,
+    opts: &ImportOptions,
+    sink: &dyn BlockSink,
+    progress: &(dyn Fn(u64) + Sync),
+    on_entry: &mut dyn FnMut(&AddedEntry),
+) -> Result<Imported, Error> {
+    opts.validate()?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| path.display().to_string());
+    import_entry(path, &name, recursive, opts, sink, progress, on_entry, 0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn import_entry(
+    path: &Path,
+    rel: &str,
+    recursive: bool,
+    opts: &ImportOptions,
+    sink: &dyn BlockSink,
+    progress: &(dyn Fn(u64) + Sync),
+    on_entry: &mut dyn FnMut(&AddedEntry),
+    depth: usize,
+) -> Result<Imported, Error> {
+    if depth > 256 {
+        return Err(Error::InvalidArgument {
+            input: path.display().to_string(),
+            reason: "directory nesting deeper than 256 levels".to_owned(),
+        });
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(Error::io(path))?;
+    let ft = meta.file_type();
+    let imported = if ft.is_symlink() {
+        let target = std::fs::read_link(path).map_err(Error::io(path))?;
+        let target = target.to_str().ok_or_else(|| Error::InvalidArgument {
+            input: path.display().to_string(),
+            reason: "symlink target is not UTF-8".to_owned(),
+        })?;
+        build_symlink(target.as_bytes(), opts, sink)?
+    } else if ft.is_file() {
+        let f = File::open(path).map_err(Error::io(path))?;
+        import_reader(f, opts, sink, progress).map_err(|e| match e {
+            Error::Stream(source) => Error::Io {
+                path: path.to_owned(),
+                source,
+            },
+            e => e,
+        })?
+    } else if ft.is_dir() {
+        if !recursive {
+            return Err(Error::InvalidArgument {
+                input: path.display().to_string(),
+                reason: "is a directory; add it with -r".to_owned(),
+            });
+        }
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(path).map_err(Error::io(path))? {
+            let e = e.map_err(Error::io(path))?;
+            let name = e
+                .file_name()
+                .into_string()
+                .map_err(|n| Error::InvalidArgument {
+                    input: n.to_string_lossy().into_owned(),
+                    reason: format!("file name in {} is not UTF-8", path.display()),
+                })?;
+            names.push(name);
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut children = Vec::with_capacity(names.len());
+        for name in names {
+            let child_rel = format!("{rel}/{name}");
+            let imported = import_entry(
+                &path.join(&name),
+                &child_rel,
+                recursive,
+                opts,
+                sink,
+                progress,
+                on_entry,
+                depth + 1,
+            )?;
+            children.push(DirChild { name, imported });
+        }
+        build_directory(children, opts, sink, path)?
+    } else {
+        return Err(Error::InvalidArgument {
+            input: path.display().to_string(),
+            reason: "not a regular file, directory or symlink".to_owned(),
+        });
+    };
+    on_entry(&AddedEntry {
+        path: rel.to_owned(),
+        imported: imported.clone(),
+    });
+    Ok(imported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubo_well_known_cids() {
+        // Values printed by `ipfs add` in Kubo's own sharness tests.
+        let only = |data: &[u8], o: &ImportOptions| {
+            import_reader(data, o, &NullSink, &|_| {})
+                .expect("import")
+                .cid
+                .to_string()
+        };
+        let d = ImportOptions::default();
+        assert_eq!(
+            only(b"", &d),
+            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+        );
+        assert_eq!(
+            only(b"hello world\n", &d),
+            "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+        );
+    }
+
+    #[test]
+    fn options_validate() {
+        let mut o = ImportOptions::default();
+        assert!(o.set_chunker("rabin").is_err());
+        assert!(o.set_chunker("size-0").is_err());
+        assert!(o.set_chunker("size-1048577").is_err());
+        o.set_chunker("size-1024").expect("valid");
+        assert_eq!(o.chunk_size, 1024);
+        assert!(ImportOptions::profile("nope").is_err());
+        assert_eq!(
+            ImportOptions::profile("unixfs-v1-2025")
+                .map(|p| p.max_links)
+                .ok(),
+            Some(1024)
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! keel-content: an IPFS-compatible content store.
+//!
+//! Bird's-eye view, from bytes to the network:
+//!
+//! - [`importer`] cuts files into chunks and builds UnixFS DAGs exactly as Kubo does, so the
+//!   same bytes and options give the same CID ([`cid_of_file`], [`ImportOptions`]).
+//! - [`pb`] encodes and decodes dag-pb and UnixFS protobufs byte-for-byte like Kubo.
+//! - [`block`] decides which CIDs keel accepts (dag-pb or raw, sha2-256 or identity) and
+//!   verifies bytes against them.
+//! - [`store::Blockstore`] keeps blocks as files under the data directory, written atomically
+//!   (temp, fsync, rename) and verified on every read; it also keeps local pins.
+//! - [`unixfs`] reads DAGs back: path resolution, `cat` with ranges, `ls`, `get` to disk.
+//! - [`car`] streams CAR v1 archives in and out, verifying every imported block.
+//! - [`gateway`] is the trustless HTTP gateway (`/ipfs/{cid}`), [`rpc`] the Kubo RPC subset,
+//!   and [`ContentService`] binds both listeners for `keel up`.
+//! - [`metrics::Metrics`] holds the Prometheus metrics of all of the above.
+//!
+//! Everything below the HTTP layer is synchronous std I/O; the HTTP layer runs it on Tokio's
+//! blocking pool with a bounded number of concurrent jobs and bounded channels for bodies.
+
+pub mod block;
+mod error;
+pub mod importer;
+pub mod pb;
+
+pub use error::Error;
+pub use importer::{ImportOptions, cid_of_file};

@@ -1,0 +1,188 @@
+//! CID compatibility against npm `ipfs-unixfs-importer` (pinned in tests/js/package.json).
+
+use keel_content::importer::{NullSink, import_path};
+use keel_content::{ImportOptions, cid_of_file};
+use serde_json::json;
+
+use crate::support::{data, reference_cids, write};
+
+const K: usize = 262_144;
+
+fn v1_raw() -> ImportOptions {
+    ImportOptions::cid_v1()
+}
+
+fn js_opts(o: &ImportOptions, profile: Option<&str>) -> serde_json::Value {
+    match profile {
+        Some(p) => json!({ "profile": p }),
+        None => json!({
+            "cidVersion": if o.cid_version == cid::Version::V0 { 0 } else { 1 },
+            "rawLeaves": o.raw_leaves,
+            "chunkSize": o.chunk_size,
+            "maxLinks": o.max_links,
+        }),
+    }
+}
+
+/// Imports every file with keel and with the reference, compares root CIDs.
+fn check_files(files: &[(String, Vec<u8>)], configs: &[(ImportOptions, Option<&str>)]) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for (name, bytes) in files {
+        let p = write(dir.path(), name, bytes);
+        for (o, profile) in configs {
+            cases.push(json!({ "path": p, "dir": false, "options": js_opts(o, *profile) }));
+            ours.push((
+                format!("{name} {profile:?} {o:?}"),
+                cid_of_file(&p, o).expect("keel import").to_string(),
+            ));
+        }
+    }
+    let theirs = reference_cids(&json!(cases));
+    assert_eq!(theirs.len(), ours.len());
+    for ((what, ours), theirs) in ours.iter().zip(&theirs) {
+        assert_eq!(ours, theirs, "CID mismatch for {what}");
+    }
+}
+
+#[test]
+fn small_and_boundary_files_all_profiles() {
+    let files = vec![
+        ("empty".to_owned(), vec![]),
+        ("hello-nl".to_owned(), b"hello world\n".to_vec()),
+        ("hello".to_owned(), b"hello world".to_vec()),
+        ("k-1".to_owned(), data(K - 1, 1)),
+        ("k".to_owned(), data(K, 2)),
+        ("k+1".to_owned(), data(K + 1, 3)),
+        ("m-1".to_owned(), data((1 << 20) - 1, 4)),
+        ("m".to_owned(), data(1 << 20, 5)),
+        ("m+1".to_owned(), data((1 << 20) + 1, 6)),
+        ("3m+5".to_owned(), data(3 * (1 << 20) + 5, 7)),
+    ];
+    check_files(
+        &files,
+        &[
+            (ImportOptions::default(), Some("unixfs-v0-2015")),
+            (v1_raw(), None),
+            (
+                ImportOptions::profile("unixfs-v1-2025").expect("profile"),
+                Some("unixfs-v1-2025"),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn link_boundaries_174_chunks() {
+    // 174 × 262144 ± 1: one full balanced node, and the first file needing a second level.
+    let files = vec![
+        ("174k-1".to_owned(), data(174 * K - 1, 11)),
+        ("174k".to_owned(), data(174 * K, 12)),
+        ("174k+1".to_owned(), data(174 * K + 1, 13)),
+    ];
+    check_files(
+        &files,
+        &[(ImportOptions::default(), None), (v1_raw(), None)],
+    );
+}
+
+#[test]
+fn multi_level_trees_small_chunks() {
+    // Small chunks and few links give 3-5 levels cheaply, exercising partial last subtrees.
+    let mut files = Vec::new();
+    for (i, len) in [1000usize, 1024, 1025, 4096, 4097, 16_384, 16_385, 70_001]
+        .iter()
+        .enumerate()
+    {
+        files.push((format!("f{len}"), data(*len, 100 + i as u64)));
+    }
+    let mut configs = Vec::new();
+    for (chunk, links) in [(1024, 2), (1024, 4), (256, 3), (1000, 7)] {
+        for (v, raw) in [
+            (cid::Version::V0, false),
+            (cid::Version::V1, true),
+            (cid::Version::V1, false),
+            (cid::Version::V0, true),
+        ] {
+            configs.push((
+                ImportOptions {
+                    cid_version: v,
+                    raw_leaves: raw,
+                    chunk_size: chunk,
+                    max_links: links,
+                    ..ImportOptions::default()
+                },
+                None,
+            ));
+        }
+    }
+    check_files(&files, &configs);
+}
+
+#[test]
+fn directories_match_reference() {
+    let root = tempfile::tempdir().expect("tmp");
+    let d = root.path().join("tree");
+    write(&d, "a.txt", b"hello world\n");
+    write(&d, "b/c.bin", &data(300_000, 21));
+    write(&d, "b/d/e.txt", b"");
+    write(&d, "Z upper", b"sorted before lowercase");
+    write(&d, "b/d/\u{e9}t\u{e9}", b"utf-8 name");
+    std::fs::create_dir_all(d.join("empty")).expect("mkdir");
+    std::fs::create_dir_all(d.join("b/empty2")).expect("mkdir");
+    std::os::unix::fs::symlink("a.txt", d.join("link")).expect("symlink");
+    let lonely = root.path().join("lonely");
+    std::fs::create_dir_all(&lonely).expect("mkdir");
+
+    let configs = [
+        (ImportOptions::default(), Some("unixfs-v0-2015")),
+        (v1_raw(), None),
+        (
+            ImportOptions::profile("unixfs-v1-2025").expect("profile"),
+            Some("unixfs-v1-2025"),
+        ),
+    ];
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for path in [&d, &lonely] {
+        for (o, p) in &configs {
+            cases.push(json!({ "path": path, "dir": true, "options": js_opts(o, *p) }));
+            let r =
+                import_path(path, true, o, &NullSink, &|_| {}, &mut |_| {}).expect("import dir");
+            ours.push(r.cid.to_string());
+        }
+    }
+    assert_eq!(ours, reference_cids(&json!(cases)));
+}
+
+#[test]
+#[ignore = "imports 1 GiB through keel and node (minutes); run with --ignored"]
+fn one_gib_all_profiles() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("gib");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&p).expect("create"));
+        for i in 0..1024 {
+            f.write_all(&data(1 << 20, 1000 + i)).expect("write");
+        }
+    }
+    let configs = [
+        (ImportOptions::default(), Some("unixfs-v0-2015")),
+        (v1_raw(), None),
+        (
+            ImportOptions::profile("unixfs-v1-2025").expect("profile"),
+            Some("unixfs-v1-2025"),
+        ),
+    ];
+    let cases: Vec<_> = configs
+        .iter()
+        .map(|(o, pr)| json!({ "path": p, "dir": false, "options": js_opts(o, *pr) }))
+        .collect();
+    let ours: Vec<_> = configs
+        .iter()
+        .map(|(o, _)| cid_of_file(&p, o).expect("import").to_string())
+        .collect();
+    assert_eq!(ours, reference_cids(&json!(cases)));
+}

@@ -1,0 +1,5 @@
+//! keel-content integration tests. Reference CIDs come from real IPFS implementations
+//! (npm `ipfs-unixfs-importer`, `kubo-rpc-client`), installed by `tests/js/install.sh`.
+
+mod compat;
+mod support;
