@@ -99,6 +99,11 @@ pub fn parse_public_key(hex: &str) -> Result<VerifyingKey> {
             "a small-order point (such a key accepts forged signatures)".to_owned(),
         ));
     }
+    if !key.to_edwards().is_torsion_free() {
+        return Err(bad(
+            "a point with a small-order component (no honestly generated key has one)".to_owned(),
+        ));
+    }
     Ok(key)
 }
 
@@ -108,7 +113,8 @@ pub fn verify_strict(key: &VerifyingKey, msg: &[u8], sig: &[u8; 64]) -> bool {
     let sig = Signature::from_bytes(sig);
     // verify_strict checks S < L and rejects small-order R and A; checking that the
     // public key and R re-encode to the same bytes rejects the non-canonical encodings too.
-    if key.to_edwards().compress().to_bytes() != *key.as_bytes() {
+    let point = key.to_edwards();
+    if point.compress().to_bytes() != *key.as_bytes() || !point.is_torsion_free() {
         return false;
     }
     key.verify_strict(msg, &sig).is_ok()
