@@ -113,7 +113,6 @@ pub enum Error {
     Task(String),
 }
 
-#[allow(dead_code)] // used by the blockstore, next commit
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();

@@ -19,9 +19,16 @@
 //! blocking pool with a bounded number of concurrent jobs and bounded channels for bodies.
 
 pub mod block;
+pub mod car;
 mod error;
 pub mod importer;
+pub mod metrics;
+pub mod ops;
 pub mod pb;
+pub mod store;
+pub mod unixfs;
 
+pub use cid;
 pub use error::Error;
 pub use importer::{ImportOptions, cid_of_file};
+pub use store::Blockstore;
