@@ -1,0 +1,738 @@
+//! `keel key`, `keel manifest` and `keel trust`: thin wrappers over `keel-trust`.
+//!
+//! This file parses arguments, reads passwords, computes CIDs through `keel-content`, and
+//! prints. Every rule lives in the `keel-trust` crate.
+//!
+//! Exit codes of `keel manifest verify`: 0 valid, 1 not valid (every reason printed), 2 the
+//! inputs could not be used at all (returned as an error).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use keel_trust::key::{self, KeyId};
+use keel_trust::{
+    KdfParams, Keyring, Manifest, ManifestParams, PolicyParams, PublicKey, SecretKey, State,
+    TrustPolicy, VerifyOptions,
+};
+
+/// Environment variable holding the private key password (scripts, CI).
+const PASSWORD_ENV: &str = "KEEL_KEY_PASSWORD";
+/// Environment variable holding the new password for `keel key change-password`.
+const NEW_PASSWORD_ENV: &str = "KEEL_KEY_NEW_PASSWORD";
+
+/// Where a password comes from: `--password-file`, else the environment, else a prompt.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PasswordArgs {
+    /// Read the password from the first line of this file (otherwise $KEEL_KEY_PASSWORD, otherwise a prompt).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+/// `keel key …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Create an Ed25519 key: NAME.key (password-encrypted, mode 0600) and NAME.pub.
+    New {
+        /// Key name (letters, digits, '-', '_', '.').
+        name: String,
+        /// Directory for the key files.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Argon2id memory in MiB (default 64).
+        #[arg(long, default_value_t = 64, value_name = "MIB")]
+        kdf_memory_mib: u32,
+        /// Argon2id passes (default 3).
+        #[arg(long, default_value_t = 3)]
+        kdf_passes: u32,
+    },
+    /// Print a key's name, id (fingerprint) and public key, from a .pub or .key file.
+    Show {
+        /// Key file (.pub or .key).
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-encrypt a private key file under a new password.
+    ChangePassword {
+        /// Private key file.
+        file: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Read the new password from this file (otherwise $KEEL_KEY_NEW_PASSWORD, otherwise a prompt).
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+}
+
+/// `keel manifest …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ManifestCommand {
+    /// Create an unsigned manifest listing every file under DIR by CID.
+    Create {
+        /// Directory whose files the manifest lists.
+        dir: PathBuf,
+        /// Release name.
+        #[arg(long)]
+        name: String,
+        /// Monotonic release number.
+        #[arg(long)]
+        version: u64,
+        /// Human label for the version, e.g. 2026.12-rc1.
+        #[arg(long)]
+        label: Option<String>,
+        /// How long the manifest stays valid (humantime: 90d, 12h).
+        #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+        expires: Duration,
+        /// CID of the previous release's manifest.
+        #[arg(long)]
+        previous: Option<String>,
+        /// Free metadata, KEY=VALUE (string values), repeatable.
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        meta: Vec<String>,
+        /// Output file.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add signatures (signing again with the same key adds nothing).
+    Sign {
+        /// Manifest file, updated in place.
+        manifest: PathBuf,
+        /// Private key file, repeatable.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Drop every signature and sign again (after a key rotation).
+    Resign {
+        /// Manifest file, updated in place.
+        manifest: PathBuf,
+        /// Private key file, repeatable.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Verify a manifest; exit 0 only if valid, else print every reason and exit 1.
+    Verify {
+        /// Manifest file.
+        manifest: PathBuf,
+        /// Pinned trust policy (root).
+        #[arg(long)]
+        trust: PathBuf,
+        /// Rotated policies following the pinned one, in order (repeatable).
+        #[arg(long = "rotation", value_name = "POLICY")]
+        rotations: Vec<PathBuf>,
+        /// Anti-rollback state file: refuse versions below the highest accepted, then record.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Check every entry's bytes (size, SHA-256, CID) against this directory.
+        #[arg(long)]
+        content: Option<PathBuf>,
+        /// Allowed clock skew for future-dated manifests.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        clock_skew: Duration,
+        /// Print a machine-readable JSON report.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `keel trust …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum TrustCommand {
+    /// Create a root trust policy: M of the given public keys must sign.
+    Init {
+        /// M: distinct keys that must sign.
+        #[arg(long)]
+        threshold: u32,
+        /// Public key files (.pub).
+        #[arg(required = true)]
+        keys: Vec<PathBuf>,
+        /// Lowest acceptable manifest version.
+        #[arg(long, default_value_t = 0)]
+        min_version: u64,
+        /// Maximum manifest age (humantime), e.g. 365d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_age: Option<Duration>,
+        /// Output file.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Create the next policy (serial + 1); it must be signed by M of the old keys and M of the new.
+    Rotate {
+        /// The current policy.
+        #[arg(long)]
+        from: PathBuf,
+        /// New M.
+        #[arg(long)]
+        threshold: u32,
+        /// Public key files of the new key set.
+        #[arg(required = true)]
+        keys: Vec<PathBuf>,
+        /// Revoke a key (key id, or a .pub/.key file), repeatable.
+        #[arg(long)]
+        revoke: Vec<String>,
+        /// New floor for manifest versions (never lowered).
+        #[arg(long, default_value_t = 0)]
+        min_version: u64,
+        /// Maximum manifest age (humantime).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        max_age: Option<Duration>,
+        /// Sign the new policy with these private keys right away (repeatable).
+        #[arg(long = "key")]
+        sign_keys: Vec<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Output file.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Add signatures to a policy.
+    Sign {
+        /// Policy file, updated in place.
+        policy: PathBuf,
+        /// Private key file, repeatable.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Check a chain of policies from a pinned root and print the current one.
+    Verify {
+        /// Pinned root policy.
+        root: PathBuf,
+        /// Rotated policies in order.
+        chain: Vec<PathBuf>,
+        /// Anti-rollback state file (policy serial).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+}
+
+pub(crate) fn run_key(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        KeyCommand::New {
+            name,
+            out: dir,
+            password,
+            kdf_memory_mib,
+            kdf_passes,
+        } => {
+            let params = KdfParams {
+                m_cost_kib: kdf_memory_mib.saturating_mul(1024),
+                t_cost: kdf_passes,
+                p_cost: 1,
+            };
+            let pw = read_password(
+                &password,
+                PASSWORD_ENV,
+                &format!("Password for new key {name}: "),
+                true,
+            )?;
+            let files = key::new_key_files(&dir, &name, pw.as_bytes(), params)?;
+            writeln!(
+                out,
+                "created {} (private, mode 0600)",
+                files.secret.display()
+            )?;
+            writeln!(out, "created {} (public)", files.public.display())?;
+            writeln!(out, "key id {}", files.key.id)?;
+        }
+        KeyCommand::Show { file, json } => {
+            let k = key::read_any_public_key(&file)?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &keel_trust::PublicKeyFile::new(&k))?;
+                writeln!(out)?;
+            } else {
+                writeln!(out, "name        {}", k.name)?;
+                writeln!(out, "key id      {}", k.id)?;
+                writeln!(out, "public key  {}", hex_of(k.key.as_bytes()))?;
+            }
+        }
+        KeyCommand::ChangePassword {
+            file,
+            password,
+            new_password_file,
+        } => {
+            let enc = keel_trust::EncryptedKey::read(&file)?;
+            let old = read_password(
+                &password,
+                PASSWORD_ENV,
+                &format!("Current password for {}: ", enc.name),
+                false,
+            )?;
+            let new_args = PasswordArgs {
+                password_file: new_password_file,
+            };
+            let new = read_password(&new_args, NEW_PASSWORD_ENV, "New password: ", true)?;
+            let k = key::change_password(&file, old.as_bytes(), new.as_bytes(), enc.kdf.params)?;
+            writeln!(out, "password changed for {} ({})", k.name, k.id)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_manifest(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        ManifestCommand::Create {
+            dir,
+            name,
+            version,
+            label,
+            expires,
+            previous,
+            meta,
+            output,
+            force,
+        } => {
+            let opts = keel_content::ImportOptions::default();
+            let mut metadata = serde_json::Map::new();
+            for kv in meta {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--meta {kv:?}: expected KEY=VALUE"))?;
+                metadata.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
+            }
+            let bar = progress_bar("hashing");
+            let mut cid_of = |p: &Path| -> Result<String, String> {
+                keel_content::cid_of_file(p, &opts)
+                    .map(|c| c.to_string())
+                    .map_err(|e| e.to_string())
+            };
+            let entries = keel_trust::entries_from_dir(&dir, &mut cid_of, &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            let count = entries.len();
+            let m = Manifest::new(
+                ManifestParams {
+                    name,
+                    version,
+                    version_label: label,
+                    created: SystemTime::now(),
+                    valid_for: expires,
+                    previous,
+                    cid_profile: CID_PROFILE.to_owned(),
+                    metadata,
+                },
+                entries,
+            )?;
+            m.write(&output, force)?;
+            writeln!(
+                out,
+                "wrote {} ({count} entries, unsigned, expires {})",
+                output.display(),
+                m.expires
+            )?;
+        }
+        ManifestCommand::Sign {
+            manifest,
+            keys,
+            password,
+        } => {
+            let mut m = Manifest::read(&manifest)?;
+            for k in open_keys(&keys, &password)? {
+                let added = m.sign(&k)?;
+                writeln!(
+                    out,
+                    "{} {} ({})",
+                    if added {
+                        "signed by"
+                    } else {
+                        "already signed by"
+                    },
+                    k.name(),
+                    k.id()
+                )?;
+            }
+            m.write(&manifest, true)?;
+        }
+        ManifestCommand::Resign {
+            manifest,
+            keys,
+            password,
+        } => {
+            let mut m = Manifest::read(&manifest)?;
+            let keys = open_keys(&keys, &password)?;
+            let dropped = m.signatures.len();
+            m.clear_signatures();
+            for k in &keys {
+                m.sign(k)?;
+                writeln!(out, "signed by {} ({})", k.name(), k.id())?;
+            }
+            m.write(&manifest, true)?;
+            writeln!(out, "dropped {dropped} old signature(s)")?;
+        }
+        ManifestCommand::Verify {
+            manifest,
+            trust,
+            rotations,
+            state,
+            content,
+            clock_skew,
+            json,
+        } => {
+            let ring = load_chain(&trust, &rotations)?;
+            let mut st = match &state {
+                Some(p) => Some(State::load(p)?),
+                None => None,
+            };
+            if let Some(s) = &st {
+                s.check_policy(ring.policy.serial)?;
+            }
+            let opts = VerifyOptions {
+                now: SystemTime::now(),
+                max_clock_skew: clock_skew,
+            };
+            let (m, mut report) = keel_trust::verify_manifest_file(&manifest, &ring, &opts);
+            if let (Some(m), Some(dir)) = (&m, &content) {
+                let import = keel_content::ImportOptions::default();
+                if m.cid_profile != CID_PROFILE {
+                    report.push(keel_trust::Problem::InvalidManifest {
+                        reason: format!(
+                            "cid_profile {:?} is not {CID_PROFILE:?}, the only profile this keel checks content with",
+                            m.cid_profile
+                        ),
+                    });
+                } else {
+                    let bar = if json {
+                        indicatif::ProgressBar::hidden()
+                    } else {
+                        progress_bar("checking")
+                    };
+                    let mut cid_of = |p: &Path| -> Result<String, String> {
+                        keel_content::cid_of_file(p, &import)
+                            .map(|c| c.to_string())
+                            .map_err(|e| e.to_string())
+                    };
+                    let problems =
+                        keel_trust::check_content(m, dir, &mut cid_of, &mut |done, total| {
+                            bar.set_length(total as u64);
+                            bar.set_position(done as u64);
+                        });
+                    bar.finish_and_clear();
+                    report.extend(problems);
+                }
+            }
+            if let (Some(s), Some(path)) = (&mut st, &state) {
+                s.check_report(&mut report);
+                if report.valid {
+                    s.record(&report);
+                    s.save(path)?;
+                }
+            }
+            if json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+            } else {
+                print_report(&mut out, &manifest, &report)?;
+            }
+            return Ok(if report.valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        TrustCommand::Init {
+            threshold,
+            keys,
+            min_version,
+            max_age,
+            output,
+        } => {
+            let keys = read_public_keys(&keys)?;
+            let p = TrustPolicy::new_root(
+                &keys,
+                &PolicyParams {
+                    threshold,
+                    min_version,
+                    max_age,
+                    now: SystemTime::now(),
+                },
+            )?;
+            p.write(&output, false)?;
+            writeln!(
+                out,
+                "wrote {}: serial 1, {threshold} of {} keys",
+                output.display(),
+                keys.len()
+            )?;
+            writeln!(
+                out,
+                "pin this file (commit it, or check its digest {}) out of band",
+                hex_of(&p.digest()?)
+            )?;
+        }
+        TrustCommand::Rotate {
+            from,
+            threshold,
+            keys,
+            revoke,
+            min_version,
+            max_age,
+            sign_keys,
+            password,
+            output,
+        } => {
+            let current = TrustPolicy::read(&from)?;
+            let keys = read_public_keys(&keys)?;
+            let mut revoked = Vec::new();
+            for r in &revoke {
+                let id = match r.parse::<KeyId>() {
+                    Ok(id) => id,
+                    Err(_) => {
+                        key::read_any_public_key(Path::new(r))
+                            .with_context(|| format!("--revoke {r}: not a key id or key file"))?
+                            .id
+                    }
+                };
+                revoked.push(id);
+            }
+            let max_age = max_age.or(current.max_age_seconds.map(Duration::from_secs));
+            let mut next = current.successor(
+                &keys,
+                &revoked,
+                &PolicyParams {
+                    threshold,
+                    min_version,
+                    max_age,
+                    now: SystemTime::now(),
+                },
+            )?;
+            for k in open_keys(&sign_keys, &password)? {
+                next.sign(&k)?;
+                writeln!(out, "signed by {} ({})", k.name(), k.id())?;
+            }
+            next.write(&output, false)?;
+            writeln!(
+                out,
+                "wrote {}: serial {}, {threshold} of {} keys",
+                output.display(),
+                next.serial,
+                keys.len()
+            )?;
+            match keel_trust::accept_rotation(&current, &next) {
+                Ok(_) => writeln!(out, "rotation is fully signed")?,
+                Err(e) => writeln!(out, "not yet accepted: {e}")?,
+            }
+        }
+        TrustCommand::Sign {
+            policy,
+            keys,
+            password,
+        } => {
+            let mut p = TrustPolicy::read(&policy)?;
+            for k in open_keys(&keys, &password)? {
+                let added = p.sign(&k)?;
+                writeln!(
+                    out,
+                    "{} {} ({})",
+                    if added {
+                        "signed by"
+                    } else {
+                        "already signed by"
+                    },
+                    k.name(),
+                    k.id()
+                )?;
+            }
+            p.write(&policy, true)?;
+        }
+        TrustCommand::Verify { root, chain, state } => {
+            let ring = load_chain(&root, &chain)?;
+            if let Some(path) = &state {
+                let mut s = State::load(path)?;
+                s.check_policy(ring.policy.serial)?;
+                s.policy_serial = s.policy_serial.max(ring.policy.serial);
+                s.save(path)?;
+            }
+            let p = &ring.policy;
+            writeln!(
+                out,
+                "policy chain ok: serial {}, threshold {} of {}",
+                p.serial,
+                p.threshold,
+                p.keys.len()
+            )?;
+            for k in &p.keys {
+                writeln!(out, "  {} {}", k.key_id, k.name)?;
+            }
+            if !p.revoked.is_empty() {
+                writeln!(out, "revoked: {}", p.revoked.join(", "))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The content importer profile used for manifest CIDs (`ImportOptions::default()`).
+const CID_PROFILE: &str = "unixfs-v0-2015";
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn progress_bar(what: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} files ({eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    bar
+}
+
+fn read_public_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
+    paths
+        .iter()
+        .map(|p| key::read_any_public_key(p).with_context(|| format!("public key {}", p.display())))
+        .collect()
+}
+
+fn load_chain(root: &Path, chain: &[PathBuf]) -> anyhow::Result<Keyring> {
+    let root =
+        TrustPolicy::read(root).with_context(|| format!("trust policy {}", root.display()))?;
+    let chain = chain
+        .iter()
+        .map(|p| TrustPolicy::read(p).with_context(|| format!("trust policy {}", p.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(keel_trust::verify_chain(&root, &chain)?)
+}
+
+/// Opens private keys; one password is asked once and tried on every key.
+fn open_keys(paths: &[PathBuf], password: &PasswordArgs) -> anyhow::Result<Vec<SecretKey>> {
+    let mut keys = Vec::new();
+    let mut cached: Option<String> = None;
+    for p in paths {
+        let enc =
+            keel_trust::EncryptedKey::read(p).with_context(|| format!("key {}", p.display()))?;
+        let pw = match &cached {
+            Some(pw) => pw.clone(),
+            None => read_password(
+                password,
+                PASSWORD_ENV,
+                &format!("Password for {} ({}): ", enc.name, enc.key_id),
+                false,
+            )?,
+        };
+        match enc.decrypt(pw.as_bytes()) {
+            Ok(k) => {
+                cached = Some(pw);
+                keys.push(k);
+            }
+            Err(keel_trust::Error::WrongPassword { .. })
+                if cached.is_some() && password.password_file.is_none() =>
+            {
+                let pw = read_password(
+                    password,
+                    PASSWORD_ENV,
+                    &format!("Password for {} ({}): ", enc.name, enc.key_id),
+                    false,
+                )?;
+                keys.push(
+                    enc.decrypt(pw.as_bytes())
+                        .with_context(|| format!("key {}", p.display()))?,
+                );
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("key {}", p.display()))),
+        }
+    }
+    Ok(keys)
+}
+
+fn read_password(
+    args: &PasswordArgs,
+    env: &str,
+    prompt: &str,
+    confirm: bool,
+) -> anyhow::Result<String> {
+    if let Some(file) = &args.password_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("password file {}", file.display()))?;
+        let line = text.lines().next().unwrap_or_default().to_owned();
+        if line.is_empty() {
+            bail!("password file {} is empty", file.display());
+        }
+        return Ok(line);
+    }
+    if let Ok(pw) = std::env::var(env)
+        && !pw.is_empty()
+    {
+        return Ok(pw);
+    }
+    let pw = rpassword::prompt_password(prompt).with_context(|| {
+        format!("cannot prompt for a password (no terminal?); use --password-file or ${env}")
+    })?;
+    if confirm {
+        let again = rpassword::prompt_password("Repeat: ")?;
+        if again != pw {
+            bail!("the two passwords differ");
+        }
+    }
+    if pw.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(pw)
+}
+
+fn print_report(out: &mut impl Write, path: &Path, r: &keel_trust::Report) -> std::io::Result<()> {
+    let name = r.name.as_deref().unwrap_or("?");
+    let version = r
+        .version
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "?".to_owned());
+    writeln!(
+        out,
+        "{}: {} — {name} version {version}{}",
+        path.display(),
+        if r.valid { "VALID" } else { "NOT VALID" },
+        r.version_label
+            .as_deref()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default()
+    )?;
+    writeln!(
+        out,
+        "signatures: {} valid of {} required (policy serial {})",
+        r.valid_signatures,
+        r.threshold,
+        r.policy_serial.unwrap_or(0)
+    )?;
+    for s in &r.signatures {
+        writeln!(
+            out,
+            "  {:<12} {} {}",
+            format!("{:?}", s.status).to_lowercase(),
+            s.key_id,
+            s.name.as_deref().unwrap_or("")
+        )?;
+    }
+    for p in &r.problems {
+        writeln!(out, "error: {}", p.message)?;
+    }
+    for w in &r.warnings {
+        writeln!(out, "warning: {}", w.message)?;
+    }
+    Ok(())
+}
