@@ -69,34 +69,44 @@ pub(crate) fn put_str(out: &mut impl Sink, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x00..=0x1f => &[],
-            _ => continue,
-        };
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
         out.put(&bytes[start..i]);
-        if esc.is_empty() {
-            out.put(&[
+        match b {
+            b'"' => out.put(b"\\\""),
+            b'\\' => out.put(b"\\\\"),
+            0x08 => out.put(b"\\b"),
+            0x0c => out.put(b"\\f"),
+            b'\n' => out.put(b"\\n"),
+            b'\r' => out.put(b"\\r"),
+            b'\t' => out.put(b"\\t"),
+            _ => out.put(&[
                 b'\\',
                 b'u',
                 b'0',
                 b'0',
                 HEX[usize::from(b >> 4)],
                 HEX[usize::from(b & 0xf)],
-            ]);
-        } else {
-            out.put(esc);
+            ]),
         }
         start = i + 1;
     }
     out.put(&bytes[start..]);
     out.put(b"\"");
+}
+
+/// Writes bytes as a JSON string of lowercase hex, without allocating.
+pub(crate) fn put_hex_str(out: &mut impl Sink, bytes: &[u8; 32]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 66];
+    buf[0] = b'"';
+    for (i, b) in bytes.iter().enumerate() {
+        buf[1 + 2 * i] = HEX[usize::from(b >> 4)];
+        buf[2 + 2 * i] = HEX[usize::from(b & 0xf)];
+    }
+    buf[65] = b'"';
+    out.put(&buf);
 }
 
 /// Writes an unsigned integer, refusing values JCS cannot carry exactly.
@@ -106,7 +116,18 @@ pub(crate) fn put_u64(out: &mut impl Sink, field: &str, n: u64) -> Result<()> {
             "{field} = {n} is larger than 2^53 - 1, the largest integer canonical JSON carries exactly"
         )));
     }
-    out.put(n.to_string().as_bytes());
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put(&buf[i..]);
     Ok(())
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::canonical::{
-    HashSink, MAX_SAFE_INTEGER, Sink, StrictObject, from_hex, put_key, put_object, put_str,
-    put_u64, to_hex,
+    HashSink, MAX_SAFE_INTEGER, Sink, StrictObject, from_hex, put_hex_str, put_key, put_object,
+    put_str, put_u64, to_hex,
 };
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -131,20 +131,16 @@ pub struct Entry {
 
 impl Entry {
     fn put_canonical(&self, out: &mut impl Sink) -> Result<()> {
-        // Keys in JCS order: cid, path, sha256, size.
-        out.put(b"{");
-        put_key(out, "cid");
+        // Keys in JCS order: cid, path, sha256, size (ASCII keys: literal bytes are their JCS form).
+        out.put(b"{\"cid\":");
         put_str(out, &self.cid);
-        out.put(b",");
-        put_key(out, "path");
+        out.put(b",\"path\":");
         put_str(out, &self.path);
         if let Some(h) = &self.sha256 {
-            out.put(b",");
-            put_key(out, "sha256");
-            put_str(out, &to_hex(&h.0));
+            out.put(b",\"sha256\":");
+            put_hex_str(out, &h.0);
         }
-        out.put(b",");
-        put_key(out, "size");
+        out.put(b",\"size\":");
         put_u64(out, "entry size", self.size)?;
         out.put(b"}");
         Ok(())
