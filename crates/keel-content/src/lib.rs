@@ -21,14 +21,20 @@
 pub mod block;
 pub mod car;
 mod error;
+pub mod gateway;
+mod http;
 pub mod importer;
 pub mod metrics;
 pub mod ops;
 pub mod pb;
+pub mod rpc;
+mod service;
 pub mod store;
+mod tar;
 pub mod unixfs;
 
 pub use cid;
 pub use error::Error;
 pub use importer::{ImportOptions, cid_of_file};
+pub use service::{ContentService, LocalAddrs, gateway_router, rpc_router};
 pub use store::Blockstore;

@@ -1,0 +1,416 @@
+//! Plumbing shared by the gateway and the Kubo RPC: state, bounded blocking jobs, streaming
+//! bodies over bounded channels, query parsing, timeouts, rate limiting, access log, metrics.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::StatusCode;
+use http_body::Frame;
+use keel_config::content::{AccessLogConfig, IpRedaction, RateLimitConfig};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::Error;
+use crate::metrics::{HttpLabels, Metrics};
+use crate::store::Blockstore;
+
+/// Most blocking store jobs (reads, imports) running at once per listener.
+const MAX_JOBS: usize = 64;
+/// Chunks buffered between a blocking producer and the HTTP body.
+const BODY_CHANNEL: usize = 8;
+/// Bytes gathered before a chunk is handed to the body.
+const BODY_CHUNK: usize = 256 << 10;
+
+/// State shared by the handlers of one listener.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) bs: Blockstore,
+    pub(crate) metrics: Arc<Metrics>,
+    jobs: Arc<Semaphore>,
+    pub(crate) missing_block_timeout: Duration,
+    pub(crate) max_upload: u64,
+}
+
+impl AppState {
+    pub(crate) fn new(bs: Blockstore, missing_block_timeout: Duration, max_upload: u64) -> Self {
+        Self {
+            metrics: bs.metrics().clone(),
+            bs,
+            jobs: Arc::new(Semaphore::new(MAX_JOBS)),
+            missing_block_timeout,
+            max_upload,
+        }
+    }
+
+    /// Runs `f` on the blocking pool, at most [`MAX_JOBS`] at once.
+    pub(crate) async fn blocking<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(&Blockstore) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = self
+            .jobs
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Task("job pool closed".to_owned()))?;
+        let bs = self.bs.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&bs)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// A body fed by `f` running on the blocking pool through a bounded channel. An error
+    /// after the first byte aborts the body (the client sees a truncated transfer).
+    pub(crate) async fn stream<F>(&self, f: F) -> Result<Body, Error>
+    where
+        F: FnOnce(&Blockstore, &mut ChannelWriter) -> Result<(), Error> + Send + 'static,
+    {
+        let permit = self
+            .jobs
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Task("job pool closed".to_owned()))?;
+        let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(BODY_CHANNEL);
+        let bs = self.bs.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut w = ChannelWriter {
+                tx,
+                buf: Vec::with_capacity(BODY_CHUNK),
+            };
+            let res = f(&bs, &mut w).and_then(|()| w.flush().map_err(Error::from));
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "response body aborted");
+                let _ =
+                    w.tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        });
+        let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        Ok(Body::from_stream(stream))
+    }
+}
+
+/// `Write` into a bounded channel of body chunks (blocks when the client is slow).
+pub(crate) struct ChannelWriter {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= BODY_CHUNK {
+            self.flush()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(BODY_CHUNK),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+/// Decodes `%XX` escapes (and `+` as space when `plus` is set).
+pub(crate) fn percent_decode(s: &str, plus: bool) -> Result<String, Error> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| Error::InvalidArgument {
+                        input: s.chars().take(64).collect(),
+                        reason: "bad percent-encoding".to_owned(),
+                    })?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' if plus => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::InvalidArgument {
+        input: s.chars().take(64).collect(),
+        reason: "not UTF-8 after percent-decoding".to_owned(),
+    })
+}
+
+/// A parsed query string; keys may repeat (`arg=a&arg=b`).
+#[derive(Debug, Default)]
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub(crate) fn parse(q: Option<&str>) -> Result<Self, Error> {
+        let mut v = Vec::new();
+        for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+            v.push((percent_decode(k, true)?, percent_decode(val, true)?));
+        }
+        Ok(Self(v))
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// A boolean flag: absent → `default`, present with no value or `true` → true.
+    pub(crate) fn flag(&self, key: &str, default: bool) -> Result<bool, Error> {
+        match self.get(key) {
+            None => Ok(default),
+            Some("" | "true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(other) => Err(Error::InvalidArgument {
+                input: format!("{key}={other}"),
+                reason: "expected true or false".to_owned(),
+            }),
+        }
+    }
+}
+
+/// Per-IP token buckets.
+#[derive(Debug)]
+pub(crate) struct RateLimiter {
+    cfg: RateLimitConfig,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(cfg: RateLimitConfig) -> Self {
+        Self {
+            cfg,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `ip`; `false` when the client is over its limit.
+    pub(crate) fn check(&self, ip: IpAddr) -> bool {
+        let now = Instant::now();
+        let rate = f64::from(self.cfg.requests_per_second.max(1));
+        let burst = f64::from(self.cfg.burst.max(1));
+        let Ok(mut map) = self.buckets.lock() else {
+            return true;
+        };
+        if map.len() >= self.cfg.max_tracked_clients && !map.contains_key(&ip) {
+            // Forget clients whose bucket has refilled completely: they are idle.
+            map.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+            if map.len() >= self.cfg.max_tracked_clients {
+                return true;
+            }
+        }
+        let (tokens, at) = map.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub(crate) fn client_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Middleware state: what to log and limit for one listener.
+#[derive(Debug, Clone)]
+pub(crate) struct Edge {
+    pub(crate) listener: &'static str,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limiter: Option<Arc<RateLimiter>>,
+    pub(crate) access_log: Option<AccessLogConfig>,
+    pub(crate) request_timeout: Duration,
+}
+
+fn redact_ip(ip: IpAddr, how: IpRedaction) -> String {
+    match (how, ip) {
+        (IpRedaction::None, ip) => ip.to_string(),
+        (IpRedaction::Full, _) => "-".to_owned(),
+        (IpRedaction::Prefix, IpAddr::V4(v4)) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        (IpRedaction::Prefix, IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+    }
+}
+
+/// Rate limit, timeout, access log and metrics around every request.
+pub(crate) async fn edge(State(edge): State<Edge>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let ip = client_ip(&req);
+    let method = req.method().clone();
+    let path = match (&edge.access_log, req.uri().query()) {
+        (Some(cfg), Some(q)) if !cfg.redact_query => format!("{}?{q}", req.uri().path()),
+        _ => req.uri().path().to_owned(),
+    };
+    let resp = if edge.limiter.as_ref().is_some_and(|l| !l.check(ip)) {
+        edge.metrics.rate_limited.inc();
+        let mut r = (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded; retry later\n",
+        )
+            .into_response();
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+        r
+    } else {
+        match tokio::time::timeout(edge.request_timeout, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => (StatusCode::GATEWAY_TIMEOUT, "request timed out\n").into_response(),
+        }
+    };
+    let status = resp.status().as_u16();
+    let labels = HttpLabels {
+        listener: edge.listener,
+        status,
+    };
+    let elapsed = start.elapsed();
+    edge.metrics
+        .http_latency_seconds
+        .get_or_create(&labels)
+        .observe(elapsed.as_secs_f64());
+    edge.metrics.http_requests.get_or_create(&labels).inc();
+    if let Some(cfg) = &edge.access_log
+        && cfg.enabled
+    {
+        tracing::info!(
+            target: "keel_content::access",
+            listener = edge.listener,
+            client = %redact_ip(ip, cfg.redact_ip),
+            %method,
+            path = %path,
+            status,
+            ms = elapsed.as_millis() as u64,
+        );
+    }
+    let counter = edge.metrics.http_bytes.get_or_create(&labels).clone();
+    let (parts, body) = resp.into_parts();
+    Response::from_parts(
+        parts,
+        Body::new(CountingBody {
+            inner: body,
+            counter,
+        }),
+    )
+}
+
+struct CountingBody {
+    inner: Body,
+    counter: prometheus_client::metrics::counter::Counter,
+}
+
+impl http_body::Body for CountingBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let p = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &p
+            && let Some(d) = f.data_ref()
+        {
+            self.counter.inc_by(d.len() as u64);
+        }
+        p
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_and_percent() {
+        let q = Query::parse(Some("arg=a%2Fb&arg=c+d&flag&x=false")).expect("parse");
+        assert_eq!(q.all("arg"), vec!["a/b", "c d"]);
+        assert!(q.flag("flag", false).expect("flag"));
+        assert!(!q.flag("x", true).expect("flag"));
+        assert!(q.flag("missing", true).expect("flag"));
+        assert!(percent_decode("%zz", false).is_err());
+    }
+
+    #[test]
+    fn rate_limiter_bursts_then_refuses() {
+        let l = RateLimiter::new(RateLimitConfig {
+            requests_per_second: 1,
+            burst: 3,
+            max_tracked_clients: 10,
+        });
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        assert!(l.check(ip) && l.check(ip) && l.check(ip));
+        assert!(!l.check(ip));
+        assert!(l.check(IpAddr::from([10, 0, 0, 2])));
+    }
+
+    #[test]
+    fn ip_redaction() {
+        let ip = IpAddr::from([192, 0, 2, 77]);
+        assert_eq!(redact_ip(ip, IpRedaction::Prefix), "192.0.2.0/24");
+        assert_eq!(redact_ip(ip, IpRedaction::Full), "-");
+    }
+}

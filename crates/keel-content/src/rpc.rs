@@ -1,0 +1,945 @@
+//! The Kubo RPC API subset (`POST /api/v0/…`) that existing IPFS tools call.
+//!
+//! Commands: `add`, `cat`, `get` (tar), `ls`, `block/get|put|stat`, `dag/export|import`,
+//! `pin/add|rm|ls` (local pins), `repo/stat`, `id`, `version`. Errors use Kubo's JSON shape
+//! `{"Message": …, "Code": 0, "Type": "error"}` (400 for bad arguments, 500 otherwise).
+//! Uploads are streamed: each multipart file goes through a bounded channel into the importer
+//! on the blocking pool, so memory stays bounded whatever the upload size.
+
+// Handlers bail out early with a ready `Response`; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Multipart, RawQuery, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use cid::Cid;
+use http::{HeaderValue, StatusCode, header};
+use keel_config::content::Secret;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::Error;
+use crate::block::{DAG_PB, RAW, cid_for, parse_cid};
+use crate::http::{AppState, Query, percent_decode};
+use crate::importer::{
+    BlockSink, DirChild, ImportOptions, Imported, NullSink, build_directory, import_reader,
+};
+use crate::store::PinKind;
+use crate::unixfs::{self, EntryKind};
+
+/// Builds the RPC router. `token`, when set, is required as `Authorization: Bearer …`.
+pub(crate) fn router(state: AppState, token: Option<Secret>) -> Router {
+    let limit = usize::try_from(state.max_upload).unwrap_or(usize::MAX);
+    let r = Router::new()
+        .route("/api/v0/add", post(add))
+        .route("/api/v0/cat", post(cat))
+        .route("/api/v0/get", post(get))
+        .route("/api/v0/ls", post(ls))
+        .route("/api/v0/block/get", post(block_get))
+        .route("/api/v0/block/put", post(block_put))
+        .route("/api/v0/block/stat", post(block_stat))
+        .route("/api/v0/dag/export", post(dag_export))
+        .route("/api/v0/dag/import", post(dag_import))
+        .route("/api/v0/pin/add", post(pin_add))
+        .route("/api/v0/pin/rm", post(pin_rm))
+        .route("/api/v0/pin/ls", post(pin_ls))
+        .route("/api/v0/repo/stat", post(repo_stat))
+        .route("/api/v0/id", post(id))
+        .route("/api/v0/version", post(version))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state);
+    match token {
+        Some(t) => r.layer(axum::middleware::from_fn_with_state(t, auth)),
+        None => r,
+    }
+}
+
+async fn auth(State(token): State<Secret>, req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), token.expose().as_bytes()));
+    if ok {
+        next.run(req).await
+    } else {
+        let mut r = kubo_error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn kubo_error(status: StatusCode, msg: &str) -> Response {
+    let code = if status.is_client_error() { 1 } else { 0 };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "Message": msg, "Code": code, "Type": "error" }).to_string(),
+    )
+        .into_response()
+}
+
+fn err(e: &Error) -> Response {
+    let status = match e {
+        Error::InvalidArgument { .. }
+        | Error::InvalidOptions(_)
+        | Error::UnsafePath(_)
+        | Error::Unsupported { .. }
+        | Error::Mismatch { .. }
+        | Error::Car(_)
+        | Error::DirectoryTooLarge { .. } => StatusCode::BAD_REQUEST,
+        Error::NotFound(_) | Error::NoSuchPath { .. } => StatusCode::NOT_FOUND,
+        Error::Corrupt { .. } | Error::WrongKind { .. } | Error::Malformed(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        other => {
+            tracing::warn!(error = %other, "rpc request failed");
+            return kubo_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the node's log",
+            );
+        }
+    };
+    kubo_error(status, &e.to_string())
+}
+
+fn json_ok(v: serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{v}\n"),
+    )
+        .into_response()
+}
+
+fn bytes_ok(body: Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    r.headers_mut()
+        .insert("x-stream-output", HeaderValue::from_static("1"));
+    r
+}
+
+fn query(raw: Option<String>) -> Result<Query, Response> {
+    Query::parse(raw.as_deref()).map_err(|e| err(&e))
+}
+
+fn arg(q: &Query) -> Result<String, Response> {
+    q.get("arg")
+        .map(str::to_owned)
+        .ok_or_else(|| kubo_error(StatusCode::BAD_REQUEST, "argument \"arg\" is required"))
+}
+
+fn import_options(q: &Query) -> Result<ImportOptions, Error> {
+    let mut o = match q.get("profile") {
+        Some(p) => ImportOptions::profile(p)?,
+        None => ImportOptions::default(),
+    };
+    if let Some(v) = q.get("cid-version") {
+        match v {
+            "0" => o.cid_version = cid::Version::V0,
+            "1" => {
+                o.cid_version = cid::Version::V1;
+                o.raw_leaves = true;
+            }
+            _ => {
+                return Err(Error::InvalidOptions(format!("cid-version {v} (0 or 1)")));
+            }
+        }
+    }
+    if q.get("raw-leaves").is_some() {
+        o.raw_leaves = q.flag("raw-leaves", false)?;
+    }
+    if let Some(c) = q.get("chunker") {
+        o.set_chunker(c)?;
+    }
+    if q.get("trickle").is_some() && q.flag("trickle", false)? {
+        return Err(Error::InvalidOptions(
+            "the trickle layout is not supported".to_owned(),
+        ));
+    }
+    if q.get("hash").is_some_and(|h| h != "sha2-256") {
+        return Err(Error::InvalidOptions(
+            "only sha2-256 is supported".to_owned(),
+        ));
+    }
+    o.validate()?;
+    Ok(o)
+}
+
+/// A path inside an upload: `/`-separated, every segment safe.
+fn clean_upload_path(raw: &str) -> Result<Vec<String>, Error> {
+    let decoded = percent_decode(raw, false)?;
+    let mut segs = Vec::new();
+    for s in decoded.split('/') {
+        if s.is_empty() {
+            continue;
+        }
+        unixfs::safe_name(s)?;
+        segs.push(s.to_owned());
+    }
+    if segs.len() > 256 {
+        return Err(Error::UnsafePath(format!(
+            "{decoded} (more than 256 segments)"
+        )));
+    }
+    Ok(segs)
+}
+
+type Lines = mpsc::Sender<serde_json::Value>;
+
+async fn add(State(st): State<AppState>, RawQuery(raw): RawQuery, mp: Multipart) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let opts = match import_options(&q) {
+        Ok(o) => o,
+        Err(e) => return err(&e),
+    };
+    let flags = (|| -> Result<_, Error> {
+        Ok((
+            q.flag("only-hash", false)?,
+            q.flag("pin", true)?,
+            q.flag("wrap-with-directory", false)?,
+            q.flag("quieter", false)?,
+        ))
+    })();
+    let (only_hash, pin, wrap, quieter) = match flags {
+        Ok(f) => f,
+        Err(e) => return err(&e),
+    };
+    let (tx, mut rx) = mpsc::channel::<serde_json::Value>(16);
+    tokio::spawn(async move {
+        let res = add_parts(&st, mp, &opts, only_hash, pin, wrap, quieter, &tx).await;
+        if let Err(e) = res {
+            let _ = tx
+                .send(json!({ "Message": e.to_string(), "Code": 0, "Type": "error" }))
+                .await;
+        }
+    });
+    let stream = futures::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|o| o.map(|v| Ok::<_, std::io::Error>(Bytes::from(format!("{v}\n")))))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert("x-chunked-output", HeaderValue::from_static("1"));
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn add_parts(
+    st: &AppState,
+    mut mp: Multipart,
+    opts: &ImportOptions,
+    only_hash: bool,
+    pin: bool,
+    wrap: bool,
+    quieter: bool,
+    tx: &Lines,
+) -> Result<(), Error> {
+    let start = std::time::Instant::now();
+    let bad_mp = |e: axum::extract::multipart::MultipartError| Error::InvalidArgument {
+        input: "multipart body".to_owned(),
+        reason: e.body_text(),
+    };
+    // Imported entries by path; directories collected to be built at the end.
+    let mut files: BTreeMap<Vec<String>, Imported> = BTreeMap::new();
+    let mut dirs: BTreeSet<Vec<String>> = BTreeSet::new();
+    let mut bytes = 0u64;
+    let mut last: Option<(String, Imported)> = None;
+    while let Some(mut field) = mp.next_field().await.map_err(bad_mp)? {
+        let is_dir = field
+            .content_type()
+            .is_some_and(|c| c == "application/x-directory");
+        let path = clean_upload_path(field.file_name().unwrap_or(""))?;
+        if is_dir {
+            if path.is_empty() {
+                return Err(Error::UnsafePath("(empty directory name)".to_owned()));
+            }
+            for i in 1..=path.len() {
+                dirs.insert(path[..i].to_vec());
+            }
+            continue;
+        }
+        // Stream the part into the importer on the blocking pool.
+        let (btx, brx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let mut brx = brx;
+        let reader = SyncIoBridge::new(StreamReader::new(futures::stream::poll_fn(move |cx| {
+            brx.poll_recv(cx)
+        })));
+        let o = opts.clone();
+        let job = st.blocking(move |bs| {
+            let sink: &dyn BlockSink = if only_hash { &NullSink } else { bs };
+            import_reader(reader, &o, sink, &|_| {})
+        });
+        let feed = async move {
+            let r = loop {
+                match field.chunk().await {
+                    Ok(Some(c)) => {
+                        if btx.send(Ok(c)).await.is_err() {
+                            break Ok(());
+                        }
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => {
+                        let _ = btx
+                            .send(Err(std::io::Error::other("malformed multipart body")))
+                            .await;
+                        break Err(bad_mp(e));
+                    }
+                }
+            };
+            drop(btx);
+            r
+        };
+        let (fed, imported) = tokio::join!(feed, job);
+        fed?;
+        let imported = imported?;
+        bytes += imported.file_size;
+        let name = if path.is_empty() {
+            imported.cid.to_string()
+        } else {
+            path.join("/")
+        };
+        if !quieter {
+            send_line(tx, &name, &imported).await;
+        }
+        for i in 1..path.len() {
+            dirs.insert(path[..i].to_vec());
+        }
+        if !path.is_empty() {
+            files.insert(path, imported.clone());
+        }
+        last = Some((name, imported));
+    }
+    // Build directories deepest first.
+    let mut built: BTreeMap<Vec<String>, Imported> = BTreeMap::new();
+    let mut order: Vec<Vec<String>> = dirs.into_iter().collect();
+    if wrap {
+        order.push(Vec::new());
+    }
+    order.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for d in order {
+        let children: Vec<DirChild> = files
+            .iter()
+            .chain(built.iter())
+            .filter(|(p, _)| p.len() == d.len() + 1 && p.starts_with(&d))
+            .map(|(p, i)| DirChild {
+                name: p[d.len()].clone(),
+                imported: i.clone(),
+            })
+            .collect();
+        let o = opts.clone();
+        let display = d.join("/");
+        let imported = st
+            .blocking(move |bs| {
+                let sink: &dyn BlockSink = if only_hash { &NullSink } else { bs };
+                build_directory(children, &o, sink, Path::new(&display))
+            })
+            .await?;
+        let name = if d.is_empty() {
+            imported.cid.to_string()
+        } else {
+            d.join("/")
+        };
+        if !quieter {
+            send_line(tx, &name, &imported).await;
+        }
+        if d.len() <= 1 {
+            last = Some((name, imported.clone()));
+        }
+        built.insert(d, imported);
+    }
+    let Some((name, root)) = last else {
+        return Err(Error::InvalidArgument {
+            input: "multipart body".to_owned(),
+            reason: "no files in the request".to_owned(),
+        });
+    };
+    if quieter {
+        send_line(tx, &name, &root).await;
+    }
+    if pin && !only_hash {
+        let c = root.cid;
+        st.blocking(move |bs| bs.pin(&c, PinKind::Recursive))
+            .await?;
+    }
+    st.metrics.add_bytes.inc_by(bytes);
+    st.metrics.add_seconds.inc_by(start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+async fn send_line(tx: &Lines, name: &str, i: &Imported) {
+    let _ = tx
+        .send(json!({ "Name": name, "Hash": i.cid.to_string(), "Size": i.tsize.to_string() }))
+        .await;
+}
+
+async fn cat(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let a = match arg(&q) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let parse = |k: &str, d: u64| -> Result<u64, Response> {
+        q.get(k).map_or(Ok(d), |v| {
+            v.parse().map_err(|_| {
+                kubo_error(StatusCode::BAD_REQUEST, &format!("{k} must be an integer"))
+            })
+        })
+    };
+    let (offset, length) = match (parse("offset", 0), parse("length", u64::MAX)) {
+        (Ok(o), Ok(l)) => (o, l),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let node = match st.blocking(move |bs| crate::ops::resolve(bs, &a)).await {
+        Ok(n) => n,
+        Err(e) => return err(&e),
+    };
+    if node.kind != EntryKind::File {
+        return kubo_error(StatusCode::BAD_REQUEST, "this dag node is a directory");
+    }
+    match st
+        .stream(move |bs, w| {
+            unixfs::read_file(bs, &node, offset, length, &mut |b| {
+                std::io::Write::write_all(w, b).map_err(Error::from)
+            })
+        })
+        .await
+    {
+        Ok(b) => bytes_ok(b),
+        Err(e) => err(&e),
+    }
+}
+
+async fn get(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let a = match arg(&q) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let name = a
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let node = match st.blocking(move |bs| crate::ops::resolve(bs, &a)).await {
+        Ok(n) => n,
+        Err(e) => return err(&e),
+    };
+    match st
+        .stream(move |bs, w| crate::tar::write_tar(bs, &node, &name, w))
+        .await
+    {
+        Ok(b) => {
+            let mut r = bytes_ok(b);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-tar"),
+            );
+            r
+        }
+        Err(e) => err(&e),
+    }
+}
+
+fn unixfs_type(k: EntryKind) -> u8 {
+    match k {
+        EntryKind::Directory => 1,
+        EntryKind::File => 2,
+        EntryKind::Symlink => 4,
+        EntryKind::HamtShard => 5,
+    }
+}
+
+async fn ls(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let a = match arg(&q) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let hash = a.clone();
+    match st.blocking(move |bs| crate::ops::ls(bs, &a)).await {
+        Ok(entries) => {
+            let links: Vec<_> = entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "Name": e.name,
+                        "Hash": e.cid.to_string(),
+                        "Size": if e.kind == EntryKind::File { e.size } else { 0 },
+                        "Type": unixfs_type(e.kind),
+                        "Target": "",
+                    })
+                })
+                .collect();
+            json_ok(json!({ "Objects": [{ "Hash": hash, "Links": links }] }))
+        }
+        Err(e) => err(&e),
+    }
+}
+
+async fn block_get(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let a = match arg(&q) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match st
+        .blocking(move |bs| {
+            let (c, path) = crate::block::parse_cid_path(&a)?;
+            let c = if path.is_empty() {
+                c
+            } else {
+                unixfs::resolve(bs, &c, &path)?.cid
+            };
+            bs.get(&c)
+        })
+        .await
+    {
+        Ok(b) => bytes_ok(Body::from(b)),
+        Err(e) => err(&e),
+    }
+}
+
+async fn block_stat(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let a = match arg(&q) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match st
+        .blocking(move |bs| {
+            let c = parse_cid(a.trim_start_matches("/ipfs/"))?;
+            bs.get(&c).map(|b| (c, b.len()))
+        })
+        .await
+    {
+        Ok((c, n)) => json_ok(json!({ "Key": c.to_string(), "Size": n })),
+        Err(e) => err(&e),
+    }
+}
+
+async fn block_put(
+    State(st): State<AppState>,
+    RawQuery(raw): RawQuery,
+    mut mp: Multipart,
+) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let (codec, version) = match (q.get("cid-codec"), q.get("format")) {
+        (Some("raw") | None, None) | (None, Some("raw")) => (RAW, cid::Version::V1),
+        (Some("dag-pb"), None) | (None, Some("dag-pb" | "protobuf")) => (DAG_PB, cid::Version::V1),
+        (None, Some("v0")) => (DAG_PB, cid::Version::V0),
+        (c, f) => {
+            return kubo_error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "unsupported block codec {:?}; use raw or dag-pb",
+                    c.or(f).unwrap_or("")
+                ),
+            );
+        }
+    };
+    if q.get("mhtype").is_some_and(|m| m != "sha2-256") {
+        return kubo_error(StatusCode::BAD_REQUEST, "only mhtype=sha2-256 is supported");
+    }
+    let pin = match q.flag("pin", false) {
+        Ok(p) => p,
+        Err(e) => return err(&e),
+    };
+    let mut out = String::new();
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                return kubo_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("malformed multipart body: {}", e.body_text()),
+                );
+            }
+        };
+        let data = match field.bytes().await {
+            Ok(d) => d,
+            Err(e) => {
+                return kubo_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("malformed multipart body: {}", e.body_text()),
+                );
+            }
+        };
+        if data.len() > crate::block::MAX_BLOCK_SIZE {
+            return kubo_error(StatusCode::BAD_REQUEST, "block exceeds 2 MiB");
+        }
+        if codec == DAG_PB
+            && let Err(e) = crate::pb::decode_node(&data)
+        {
+            return err(&e);
+        }
+        let c = cid_for(version, codec, &data);
+        let n = data.len();
+        let res = st
+            .blocking(move |bs| {
+                bs.put_verified(&c, &data)?;
+                if pin {
+                    bs.pin(&c, PinKind::Direct)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = res {
+            return err(&e);
+        }
+        out.push_str(&format!("{}\n", json!({ "Key": c.to_string(), "Size": n })));
+    }
+    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+}
+
+async fn dag_export(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let a = match arg(&q) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let node = match st.blocking(move |bs| crate::ops::resolve(bs, &a)).await {
+        Ok(n) => n,
+        Err(e) => return err(&e),
+    };
+    // Check completeness before the first byte, so a missing block is a clean error.
+    let c = node.cid;
+    if let Err(e) = st
+        .blocking(move |bs| unixfs::walk_blocks(bs, &c, &mut |_, _| Ok(())))
+        .await
+    {
+        return err(&e);
+    }
+    match st
+        .stream(move |bs, w| crate::car::export(bs, &c, w).map(drop))
+        .await
+    {
+        Ok(b) => bytes_ok(b),
+        Err(e) => err(&e),
+    }
+}
+
+async fn dag_import(
+    State(st): State<AppState>,
+    RawQuery(raw): RawQuery,
+    mut mp: Multipart,
+) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let pin_roots = match q.flag("pin-roots", true) {
+        Ok(p) => p,
+        Err(e) => return err(&e),
+    };
+    let mut out = String::new();
+    loop {
+        let mut field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                return kubo_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("malformed multipart body: {}", e.body_text()),
+                );
+            }
+        };
+        let (btx, mut brx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let reader = SyncIoBridge::new(StreamReader::new(futures::stream::poll_fn(move |cx| {
+            brx.poll_recv(cx)
+        })));
+        let job = st.blocking(move |bs| crate::car::import(bs, std::io::BufReader::new(reader)));
+        let feed = async move {
+            let r = loop {
+                match field.chunk().await {
+                    Ok(Some(c)) => {
+                        if btx.send(Ok(c)).await.is_err() {
+                            break Ok(());
+                        }
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => {
+                        let _ = btx
+                            .send(Err(std::io::Error::other("malformed multipart body")))
+                            .await;
+                        break Err(e.body_text());
+                    }
+                }
+            };
+            drop(btx);
+            r
+        };
+        let (fed, imported) = tokio::join!(feed, job);
+        if let Err(m) = fed {
+            return kubo_error(
+                StatusCode::BAD_REQUEST,
+                &format!("malformed multipart body: {m}"),
+            );
+        }
+        let imported = match imported {
+            Ok(i) => i,
+            Err(e) => return err(&e),
+        };
+        for root in imported.roots {
+            let msg = if pin_roots {
+                match st
+                    .blocking(move |bs| crate::ops::pin_add(bs, &root, true))
+                    .await
+                {
+                    Ok(()) => String::new(),
+                    Err(e) => e.to_string(),
+                }
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "{}\n",
+                json!({ "Root": { "Cid": { "/": root.to_string() }, "PinErrorMsg": msg } })
+            ));
+        }
+    }
+    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+}
+
+fn cids_of(q: &Query) -> Result<Vec<Cid>, Response> {
+    let args = q.all("arg");
+    if args.is_empty() {
+        return Err(kubo_error(
+            StatusCode::BAD_REQUEST,
+            "argument \"arg\" is required",
+        ));
+    }
+    args.iter()
+        .map(|a| {
+            parse_cid(a.trim_start_matches("/ipfs/").trim_end_matches('/')).map_err(|e| err(&e))
+        })
+        .collect()
+}
+
+async fn pin_add(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let cids = match cids_of(&q) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let recursive = match q.flag("recursive", true) {
+        Ok(r) => r,
+        Err(e) => return err(&e),
+    };
+    let list: Vec<String> = cids.iter().map(ToString::to_string).collect();
+    match st
+        .blocking(move |bs| {
+            for c in &cids {
+                crate::ops::pin_add(bs, c, recursive)?;
+            }
+            Ok(())
+        })
+        .await
+    {
+        Ok(()) => json_ok(json!({ "Pins": list })),
+        Err(e) => err(&e),
+    }
+}
+
+async fn pin_rm(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let cids = match cids_of(&q) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let list: Vec<String> = cids.iter().map(ToString::to_string).collect();
+    match st
+        .blocking(move |bs| {
+            for c in &cids {
+                if !bs.unpin(c)? {
+                    return Err(Error::InvalidArgument {
+                        input: c.to_string(),
+                        reason: "not pinned or pinned indirectly".to_owned(),
+                    });
+                }
+            }
+            Ok(())
+        })
+        .await
+    {
+        Ok(()) => json_ok(json!({ "Pins": list })),
+        Err(e) => err(&e),
+    }
+}
+
+async fn pin_ls(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = match query(raw) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let filter = q.get("type").unwrap_or("all").to_owned();
+    if !["all", "recursive", "direct", "indirect"].contains(&filter.as_str()) {
+        return kubo_error(
+            StatusCode::BAD_REQUEST,
+            "type must be all, recursive, direct or indirect",
+        );
+    }
+    let wanted: Option<Vec<Cid>> = if q.get("arg").is_some() {
+        match cids_of(&q) {
+            Ok(c) => Some(c),
+            Err(r) => return r,
+        }
+    } else {
+        None
+    };
+    let stream = match q.flag("stream", false) {
+        Ok(s) => s,
+        Err(e) => return err(&e),
+    };
+    let pins = match st.blocking(|bs| bs.pins()).await {
+        Ok(p) => p,
+        Err(e) => return err(&e),
+    };
+    let mut selected = Vec::new();
+    for (c, k) in pins {
+        if filter != "all" && filter != k.as_str() {
+            continue;
+        }
+        if let Some(w) = &wanted
+            && !w.iter().any(|x| x.hash() == c.hash())
+        {
+            continue;
+        }
+        selected.push((c, k));
+    }
+    if let Some(w) = &wanted {
+        for x in w {
+            if !selected.iter().any(|(c, _)| c.hash() == x.hash()) {
+                return kubo_error(StatusCode::NOT_FOUND, &format!("path '{x}' is not pinned"));
+            }
+        }
+    }
+    if stream {
+        let mut out = String::new();
+        for (c, k) in selected {
+            out.push_str(&format!(
+                "{}\n",
+                json!({ "Cid": c.to_string(), "Type": k.as_str() })
+            ));
+        }
+        ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+    } else {
+        let keys: serde_json::Map<String, serde_json::Value> = selected
+            .into_iter()
+            .map(|(c, k)| (c.to_string(), json!({ "Type": k.as_str() })))
+            .collect();
+        json_ok(json!({ "Keys": keys }))
+    }
+}
+
+async fn repo_stat(State(st): State<AppState>) -> Response {
+    let root = st.bs.root().display().to_string();
+    match st.blocking(|bs| bs.stat()).await {
+        Ok(s) => json_ok(json!({
+            "RepoSize": s.bytes,
+            "StorageMax": 0,
+            "NumObjects": s.blocks,
+            "RepoPath": root,
+            "Version": "keel-content-1",
+        })),
+        Err(e) => err(&e),
+    }
+}
+
+/// A stable placeholder peer ID (identity multihash of an Ed25519 public key derived from the
+/// store path). keel has no libp2p identity yet; tools that only display the ID work.
+fn placeholder_peer_id(seed: &str) -> String {
+    let digest = cid_for(cid::Version::V1, RAW, seed.as_bytes());
+    let mut key = vec![0x08, 0x01, 0x12, 0x20];
+    key.extend_from_slice(digest.hash().digest());
+    let mut mh = vec![0x00, key.len() as u8];
+    mh.extend_from_slice(&key);
+    cid::multibase::encode(cid::multibase::Base::Base58Btc, mh)[1..].to_owned()
+}
+
+async fn id(State(st): State<AppState>) -> Response {
+    json_ok(json!({
+        "ID": placeholder_peer_id(&st.bs.root().display().to_string()),
+        "PublicKey": "",
+        "Addresses": [],
+        "AgentVersion": format!("keel/{}", env!("CARGO_PKG_VERSION")),
+        "ProtocolVersion": "ipfs/0.1.0",
+        "Protocols": [],
+    }))
+}
+
+async fn version() -> Response {
+    json_ok(json!({
+        "Version": env!("CARGO_PKG_VERSION"),
+        "Commit": "",
+        "Repo": "keel-content-1",
+        "System": format!("{}/{}", std::env::consts::ARCH, std::env::consts::OS),
+        "Golang": "n/a (keel)",
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_paths_are_checked() {
+        assert_eq!(clean_upload_path("a%2Fb").expect("ok"), vec!["a", "b"]);
+        assert!(clean_upload_path("..%2Fetc").is_err());
+        assert!(clean_upload_path("a/../b").is_err());
+        assert!(placeholder_peer_id("x").starts_with("12D3KooW"));
+    }
+}

@@ -1,0 +1,174 @@
+//! [`ContentService`]: binds the gateway and Kubo RPC listeners and serves them until cancelled.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use keel_config::content::ContentConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::http::{AppState, Edge, RateLimiter, edge};
+use crate::metrics::Metrics;
+use crate::store::Blockstore;
+
+/// The addresses the service actually bound (useful with port 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddrs {
+    /// Gateway listener, if enabled.
+    pub gateway: Option<SocketAddr>,
+    /// Kubo RPC listener, if enabled.
+    pub rpc: Option<SocketAddr>,
+}
+
+/// The content component of a keel node: blockstore plus its HTTP listeners.
+///
+/// Lifecycle: [`ContentService::bind`] opens the store and binds the listeners (so port
+/// conflicts surface before anything runs), [`ContentService::run`] serves until the token is
+/// cancelled, then stops accepting and lets in-flight requests finish.
+#[derive(Debug)]
+pub struct ContentService {
+    store: Blockstore,
+    gateway: Option<(TcpListener, Router)>,
+    rpc: Option<(TcpListener, Router)>,
+    addrs: LocalAddrs,
+}
+
+/// The gateway router with its edge middleware, for tests without sockets.
+pub fn gateway_router(cfg: &ContentConfig, store: Blockstore) -> Router {
+    let state = AppState::new(
+        store.clone(),
+        cfg.missing_block_timeout,
+        cfg.max_upload_bytes,
+    );
+    crate::gateway::router(state).layer(axum::middleware::from_fn_with_state(
+        Edge {
+            listener: "gateway",
+            metrics: store.metrics().clone(),
+            limiter: cfg
+                .rate_limit
+                .clone()
+                .map(|r| Arc::new(RateLimiter::new(r))),
+            access_log: Some(cfg.access_log.clone()),
+            request_timeout: cfg.request_timeout,
+        },
+        edge,
+    ))
+}
+
+/// The Kubo RPC router with its edge middleware, for tests without sockets.
+pub fn rpc_router(cfg: &ContentConfig, store: Blockstore) -> Result<Router, Error> {
+    let token = cfg
+        .rpc_token
+        .as_ref()
+        .map(|s| {
+            s.resolve()
+                .map_err(|e| Error::Config(format!("rpc_token: {e}")))
+        })
+        .transpose()?;
+    let state = AppState::new(
+        store.clone(),
+        cfg.missing_block_timeout,
+        cfg.max_upload_bytes,
+    );
+    Ok(
+        crate::rpc::router(state, token).layer(axum::middleware::from_fn_with_state(
+            Edge {
+                listener: "rpc",
+                metrics: store.metrics().clone(),
+                limiter: None,
+                access_log: None,
+                request_timeout: cfg.request_timeout,
+            },
+            edge,
+        )),
+    )
+}
+
+async fn listen(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+impl ContentService {
+    /// Opens the store under `data_dir` and binds the enabled listeners.
+    pub async fn bind(cfg: &ContentConfig, data_dir: &Path) -> Result<Self, Error> {
+        Self::bind_with_metrics(cfg, data_dir, Arc::new(Metrics::default())).await
+    }
+
+    /// Like [`ContentService::bind`], recording into `metrics` (register them first).
+    pub async fn bind_with_metrics(
+        cfg: &ContentConfig,
+        data_dir: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Error> {
+        let dir = data_dir.to_owned();
+        let store = tokio::task::spawn_blocking(move || {
+            let bs = Blockstore::open_with_metrics(&dir, metrics)?;
+            bs.stat()?; // sets the stored-blocks gauges
+            Ok::<_, Error>(bs)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        let if_non_loopback = cfg.rpc_listen.filter(|a| !a.ip().is_loopback());
+        if let Some(a) = if_non_loopback
+            && cfg.rpc_token.is_none()
+        {
+            tracing::warn!(addr = %a, "Kubo RPC listens beyond loopback without rpc_token: anyone who reaches it can write to the store");
+        }
+        let rpc_router = rpc_router(cfg, store.clone())?;
+        let gateway = match cfg.gateway_listen {
+            Some(a) => Some((listen(a).await?, gateway_router(cfg, store.clone()))),
+            None => None,
+        };
+        let rpc = match cfg.rpc_listen {
+            Some(a) => Some((listen(a).await?, rpc_router)),
+            None => None,
+        };
+        let addrs = LocalAddrs {
+            gateway: gateway.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+            rpc: rpc.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+        };
+        Ok(Self {
+            store,
+            gateway,
+            rpc,
+            addrs,
+        })
+    }
+
+    /// The bound addresses.
+    pub fn local_addrs(&self) -> LocalAddrs {
+        self.addrs
+    }
+
+    /// The store (for in-process use by other components).
+    pub fn store(&self) -> &Blockstore {
+        &self.store
+    }
+
+    /// Serves both listeners until `shutdown` is cancelled, then drains in-flight requests.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let serve = |l: Option<(TcpListener, Router)>, name: &'static str| {
+            let token = shutdown.clone();
+            async move {
+                let Some((listener, router)) = l else {
+                    return Ok(());
+                };
+                tracing::info!(listener = name, addr = ?listener.local_addr().ok(), "content listener up");
+                axum::serve(
+                    listener,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await
+                .map_err(|e| Error::Task(format!("{name} listener: {e}")))
+            }
+        };
+        let (g, r) = tokio::join!(serve(self.gateway, "gateway"), serve(self.rpc, "rpc"));
+        g.and(r)
+    }
+}
