@@ -4,5 +4,7 @@
 mod bad_input;
 mod compat;
 mod corruption;
+mod gateway;
 mod roundtrip;
+mod rpc;
 mod support;
