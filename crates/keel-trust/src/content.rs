@@ -146,41 +146,49 @@ pub fn check_content(
             }
             Ok(_) => {}
         }
-        match hash_file(&path) {
-            Err(err) => {
-                out.push(Problem::EntryUnreadable {
+        out.extend(check_entry_file(e, &path, cid_of));
+    }
+    out
+}
+
+/// Checks one file's bytes against one entry: size, SHA-256 (when listed) and CID. Used for
+/// files in a directory and for files fetched from a gateway into a temporary file.
+pub fn check_entry_file(e: &Entry, path: &Path, cid_of: &mut CidFn<'_>) -> Vec<Problem> {
+    let mut out = Vec::new();
+    match hash_file(path) {
+        Err(err) => {
+            out.push(Problem::EntryUnreadable {
+                path: e.path.clone(),
+                reason: err.to_string(),
+            });
+            return out;
+        }
+        Ok((sha, size)) => {
+            if size != e.size {
+                out.push(Problem::EntrySizeMismatch {
                     path: e.path.clone(),
-                    reason: err.to_string(),
+                    expected: e.size,
+                    actual: size,
                 });
-                continue;
             }
-            Ok((sha, size)) => {
-                if size != e.size {
-                    out.push(Problem::EntrySizeMismatch {
-                        path: e.path.clone(),
-                        expected: e.size,
-                        actual: size,
-                    });
-                }
-                if e.sha256.is_some_and(|want| want != sha) {
-                    out.push(Problem::EntrySha256Mismatch {
-                        path: e.path.clone(),
-                    });
-                }
+            if e.sha256.is_some_and(|want| want != sha) {
+                out.push(Problem::EntrySha256Mismatch {
+                    path: e.path.clone(),
+                });
             }
         }
-        match cid_of(&path) {
-            Ok(cid) if cid != e.cid => out.push(Problem::EntryCidMismatch {
-                path: e.path.clone(),
-                expected: e.cid.clone(),
-                actual: cid,
-            }),
-            Ok(_) => {}
-            Err(reason) => out.push(Problem::EntryUnreadable {
-                path: e.path.clone(),
-                reason,
-            }),
-        }
+    }
+    match cid_of(path) {
+        Ok(cid) if cid != e.cid => out.push(Problem::EntryCidMismatch {
+            path: e.path.clone(),
+            expected: e.cid.clone(),
+            actual: cid,
+        }),
+        Ok(_) => {}
+        Err(reason) => out.push(Problem::EntryUnreadable {
+            path: e.path.clone(),
+            reason,
+        }),
     }
     out
 }

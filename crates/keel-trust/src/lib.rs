@@ -37,7 +37,9 @@ mod sig;
 mod state;
 mod verify;
 
-pub use content::{CidFn, check_content, entries_from_dir, hash_file, list_files};
+pub use content::{
+    CidFn, check_content, check_entry_file, entries_from_dir, hash_file, list_files,
+};
 pub use error::{Error, Result};
 pub use key::{EncryptedKey, KdfParams, KeyId, PublicKey, PublicKeyFile, SecretKey};
 pub use manifest::{Entry, Manifest, ManifestParams, Sha256Hex, Timestamp};

@@ -6,7 +6,7 @@
 //! Exit codes of `keel manifest verify`: 0 valid, 1 not valid (every reason printed), 2 the
 //! inputs could not be used at all (returned as an error).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -136,8 +136,15 @@ pub(crate) enum ManifestCommand {
         #[arg(long)]
         state: Option<PathBuf>,
         /// Check every entry's bytes (size, SHA-256, CID) against this directory.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "gateway")]
         content: Option<PathBuf>,
+        /// Fetch every entry from this IPFS HTTP gateway (GET URL/ipfs/CID) and check the bytes
+        /// the same way; the gateway is not trusted, the CID is recomputed locally.
+        #[arg(long, value_name = "URL")]
+        gateway: Option<String>,
+        /// Per-entry timeout for --gateway.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        gateway_timeout: Duration,
         /// Allowed clock skew for future-dated manifests.
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         clock_skew: Duration,
@@ -382,6 +389,8 @@ pub(crate) fn run_manifest(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
             rotations,
             state,
             content,
+            gateway,
+            gateway_timeout,
             clock_skew,
             json,
         } => {
@@ -398,8 +407,9 @@ pub(crate) fn run_manifest(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
                 max_clock_skew: clock_skew,
             };
             let (m, mut report) = keel_trust::verify_manifest_file(&manifest, &ring, &opts);
-            if let (Some(m), Some(dir)) = (&m, &content) {
-                let import = keel_content::ImportOptions::default();
+            if let Some(m) = &m
+                && (content.is_some() || gateway.is_some())
+            {
                 if m.cid_profile != CID_PROFILE {
                     report.push(keel_trust::Problem::InvalidManifest {
                         reason: format!(
@@ -408,6 +418,7 @@ pub(crate) fn run_manifest(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
                         ),
                     });
                 } else {
+                    let import = keel_content::ImportOptions::default();
                     let bar = if json {
                         indicatif::ProgressBar::hidden()
                     } else {
@@ -418,11 +429,19 @@ pub(crate) fn run_manifest(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
                             .map(|c| c.to_string())
                             .map_err(|e| e.to_string())
                     };
-                    let problems =
-                        keel_trust::check_content(m, dir, &mut cid_of, &mut |done, total| {
-                            bar.set_length(total as u64);
-                            bar.set_position(done as u64);
-                        });
+                    let mut progress = |done: usize, total: usize| {
+                        bar.set_length(total as u64);
+                        bar.set_position(done as u64);
+                    };
+                    let problems = match (&content, &gateway) {
+                        (Some(dir), _) => {
+                            keel_trust::check_content(m, dir, &mut cid_of, &mut progress)
+                        }
+                        (None, Some(url)) => {
+                            check_via_gateway(m, url, gateway_timeout, &mut cid_of, &mut progress)?
+                        }
+                        (None, None) => Vec::new(),
+                    };
                     bar.finish_and_clear();
                     report.extend(problems);
                 }
@@ -587,6 +606,52 @@ pub(crate) fn run_trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
 
 /// The content importer profile used for manifest CIDs (`ImportOptions::default()`).
 const CID_PROFILE: &str = "unixfs-v0-2015";
+
+/// Fetches each entry from an untrusted gateway into a temporary file (at most size + 1 bytes,
+/// so a hostile gateway cannot fill the disk) and checks the bytes like `--content` does.
+fn check_via_gateway(
+    m: &Manifest,
+    url: &str,
+    timeout: Duration,
+    cid_of: &mut keel_trust::CidFn<'_>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<Vec<keel_trust::Problem>> {
+    use keel_trust::Problem;
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .build(),
+    );
+    let base = url.trim_end_matches('/');
+    let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let mut out = Vec::new();
+    let total = m.entries.len();
+    for (i, e) in m.entries.iter().enumerate() {
+        progress(i + 1, total);
+        let file = tmp.path().join("entry");
+        let fetched = (|| -> Result<(), String> {
+            let resp = agent
+                .get(format!("{base}/ipfs/{}", e.cid))
+                .call()
+                .map_err(|err| format!("gateway: {err}"))?;
+            let mut reader = resp
+                .into_body()
+                .into_reader()
+                .take(e.size.saturating_add(1));
+            let mut f = std::fs::File::create(&file).map_err(|err| err.to_string())?;
+            std::io::copy(&mut reader, &mut f).map_err(|err| format!("gateway: {err}"))?;
+            Ok(())
+        })();
+        match fetched {
+            Ok(()) => out.extend(keel_trust::check_entry_file(e, &file, cid_of)),
+            Err(reason) => out.push(Problem::EntryUnreadable {
+                path: e.path.clone(),
+                reason,
+            }),
+        }
+    }
+    Ok(out)
+}
 
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
