@@ -107,10 +107,20 @@ impl Serialize for Sha256Hex {
 
 impl<'de> Deserialize<'de> for Sha256Hex {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        from_hex::<32>(&s)
-            .map(Self)
-            .map_err(|e| serde::de::Error::custom(format!("sha256: {e}")))
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Sha256Hex;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("64 lowercase hex digits")
+            }
+            // Borrowing the str avoids one allocation per entry.
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Sha256Hex, E> {
+                from_hex::<32>(s)
+                    .map(Sha256Hex)
+                    .map_err(|e| E::custom(format!("sha256: {e}")))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
