@@ -297,16 +297,61 @@ impl Manifest {
         Self::parse(&fsutil::read_bounded(path, "manifest", MAX_MANIFEST_BYTES)?)
     }
 
-    /// Pretty JSON for humans and diffs (validity never depends on the layout).
+    /// JSON for humans and diffs: one field per line, one entry and one signature per line
+    /// (validity never depends on the layout).
     ///
     /// # Errors
     /// Never in practice; serialization errors are reported as [`Error::Malformed`].
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        let mut out = serde_json::to_vec_pretty(self).map_err(|e| Error::Malformed {
+        use std::io::Write;
+        fn field<T: Serialize>(out: &mut Vec<u8>, key: &str, v: &T) -> serde_json::Result<()> {
+            write!(out, "  {}: ", serde_json::to_string(key)?).map_err(serde_json::Error::io)?;
+            // Nested objects (metadata) are pretty-printed and indented one level.
+            let pretty = serde_json::to_string_pretty(v)?;
+            out.extend_from_slice(pretty.replace('\n', "\n  ").as_bytes());
+            out.extend_from_slice(b",\n");
+            Ok(())
+        }
+        fn list<T: Serialize>(
+            out: &mut Vec<u8>,
+            key: &str,
+            items: &[T],
+            last: bool,
+        ) -> serde_json::Result<()> {
+            write!(out, "  {}: [", serde_json::to_string(key)?).map_err(serde_json::Error::io)?;
+            for (i, item) in items.iter().enumerate() {
+                out.extend_from_slice(if i == 0 { b"\n    " } else { b",\n    " });
+                serde_json::to_writer(&mut *out, item)?;
+            }
+            out.extend_from_slice(if items.is_empty() { b"]" } else { b"\n  ]" });
+            out.extend_from_slice(if last { b"\n" } else { b",\n" });
+            Ok(())
+        }
+        let mut out = Vec::with_capacity(256 + 200 * self.entries.len());
+        let res = (|| -> serde_json::Result<()> {
+            out.extend_from_slice(b"{\n");
+            field(&mut out, "schema_version", &self.schema_version)?;
+            field(&mut out, "name", &self.name)?;
+            field(&mut out, "version", &self.version)?;
+            if let Some(l) = &self.version_label {
+                field(&mut out, "version_label", l)?;
+            }
+            field(&mut out, "created", &self.created)?;
+            field(&mut out, "expires", &self.expires)?;
+            if let Some(p) = &self.previous {
+                field(&mut out, "previous", p)?;
+            }
+            field(&mut out, "cid_profile", &self.cid_profile)?;
+            list(&mut out, "entries", &self.entries, false)?;
+            field(&mut out, "metadata", &self.metadata)?;
+            list(&mut out, "signatures", &self.signatures, true)?;
+            out.extend_from_slice(b"}\n");
+            Ok(())
+        })();
+        res.map_err(|e| Error::Malformed {
             what: "manifest",
             reason: e.to_string(),
         })?;
-        out.push(b'\n');
         Ok(out)
     }
 

@@ -130,9 +130,11 @@ fn added_unknown_field_and_truncation_are_refused() {
         Manifest::parse(trunc.as_bytes()),
         Err(Error::Truncated { .. })
     ));
-    let float = text.replace("\"size\": 1000", "\"size\": 1000.0");
+    let float = text.replace("\"size\":1000", "\"size\":1000.0");
+    assert_ne!(float, text);
     assert!(Manifest::parse(float.as_bytes()).is_err());
     let v2 = text.replace("\"schema_version\": 1", "\"schema_version\": 2");
+    assert_ne!(v2, text);
     assert!(matches!(
         Manifest::parse(v2.as_bytes()),
         Err(Error::UnsupportedFormat { .. })
