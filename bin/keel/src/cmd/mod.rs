@@ -1,0 +1,25 @@
+//! One module per command family.
+
+pub(crate) mod content;
+pub(crate) mod status;
+pub(crate) mod trust;
+pub(crate) mod up;
+
+/// Exit code of a runtime failure.
+pub(crate) const EXIT_FAILURE: u8 = 1;
+/// Exit code of an invalid command line or config (clap uses it for usage errors too).
+pub(crate) const EXIT_CONFIG: u8 = 2;
+/// Exit code of `keel status` when the node answers but is not ready.
+pub(crate) const EXIT_NOT_READY: u8 = 3;
+
+/// Prints a line for the user on stdout.
+#[allow(clippy::print_stdout)]
+pub(crate) fn say(line: &str) {
+    println!("{line}");
+}
+
+/// Prints a line for the user on stderr.
+#[allow(clippy::print_stderr)]
+pub(crate) fn complain(line: &str) {
+    eprintln!("{line}");
+}

@@ -1,0 +1,121 @@
+//! `keel status`: a table of chains and upstreams from a node's admin listener.
+
+use std::process::ExitCode;
+
+use keel_node::StatusReport;
+
+use super::{EXIT_FAILURE, EXIT_NOT_READY, complain, say};
+
+/// Arguments of `keel status`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    /// The node's admin listener.
+    #[arg(long, env = "KEEL_ADMIN", default_value = "http://127.0.0.1:9545")]
+    admin: String,
+    /// Print the raw JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let url = format!("{}/status", args.admin.trim_end_matches('/'));
+    let fetched = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        client
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await
+    });
+    let text = match fetched {
+        Ok(t) => t,
+        Err(e) => {
+            complain(&format!(
+                "error: cannot read {url}: {e}; is keel running, and is --admin its [admin] listen address?"
+            ));
+            return Ok(ExitCode::from(EXIT_FAILURE));
+        }
+    };
+    let report: StatusReport = serde_json::from_str(&text)?;
+    if args.json {
+        say(&text);
+    } else {
+        say(&render(&report));
+    }
+    Ok(if report.ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOT_READY)
+    })
+}
+
+fn render(r: &StatusReport) -> String {
+    let mut rows = vec![
+        [
+            "CHAIN",
+            "UPSTREAM",
+            "STATE",
+            "HEAD",
+            "LAG",
+            "P50 MS",
+            "P99 MS",
+            "ERR %",
+            "IN-FLIGHT",
+            "SCORE",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for c in &r.chains {
+        for u in &c.upstreams {
+            let f = |k: &str| u.get(k).cloned().unwrap_or_default();
+            let h = |k: &str| {
+                u["health"]
+                    .get(k)
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(0.0)
+            };
+            rows.push(vec![
+                format!("{} ({})", c.name, c.chain_id),
+                format!(
+                    "{} {}",
+                    f("name").as_str().unwrap_or(""),
+                    f("url").as_str().unwrap_or("")
+                ),
+                f("state").as_str().unwrap_or("").to_owned(),
+                f("head").to_string(),
+                f("lag").to_string(),
+                format!("{:.1}", h("latency_p50_ms")),
+                format!("{:.1}", h("latency_p99_ms")),
+                format!("{:.1}", h("error_rate") * 100.0),
+                f("in_flight").to_string(),
+                format!("{:.2}", f("score").as_f64().unwrap_or(0.0)),
+            ]);
+        }
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = format!(
+        "keel {} — {}\n",
+        r.version,
+        if r.ready { "ready" } else { "NOT READY" }
+    );
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.trim_end().to_owned()
+}

@@ -1,0 +1,29 @@
+//! Chains, upstreams, head tracking and health scoring: the model every keel component shares.
+//!
+//! - [`ChainRegistry`] holds every configured [`Chain`], found by name or chain id.
+//! - A [`Chain`] owns its [`Upstream`]s, the chain head (highest head seen from a usable
+//!   upstream) and a short memory of recent block hashes, and picks upstreams for requests
+//!   ([`Chain::select`]) with power-of-two-choices on score and in-flight, honouring weights,
+//!   tiers, lag and the block a request needs.
+//! - An [`Upstream`] is one node: a pooled HTTP client with a bounded number of calls in flight,
+//!   its head, and its [`Health`] (latency EWMA and percentiles, error rate, circuit breaker).
+//! - [`HeadTracker`] polls every upstream's chain id once and its head on an interval, which also
+//!   serves as the circuit breaker's half-open probe, so an ejected upstream re-enters by itself.
+//!
+//! Nothing here serves HTTP; the gateway, monitor and indexer call into it.
+
+mod chain;
+mod error;
+mod health;
+mod metrics;
+mod tracker;
+mod upstream;
+
+pub use crate::{
+    chain::{Chain, ChainRegistry, Need},
+    error::{CallError, ChainError},
+    health::{Admission, Health, HealthSnapshot, UpstreamState},
+    metrics::ChainMetrics,
+    tracker::HeadTracker,
+    upstream::{Upstream, UpstreamStatus},
+};

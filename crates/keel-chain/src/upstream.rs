@@ -1,0 +1,328 @@
+//! One node serving a chain.
+
+use std::{
+    sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use keel_config::{HealthConfig, SecretUrl, Tier, UpstreamConfig};
+use serde::Serialize;
+
+use crate::{
+    CallError, ChainError,
+    health::{Admission, Health, HealthSnapshot, UpstreamState},
+};
+
+const CHAIN_UNKNOWN: u8 = 0;
+const CHAIN_OK: u8 = 1;
+const CHAIN_WRONG: u8 = 2;
+
+/// One upstream node: a pooled HTTP client, its head and its health.
+#[derive(Debug)]
+pub struct Upstream {
+    name: String,
+    /// Index among its chain's upstreams.
+    index: usize,
+    url: SecretUrl,
+    weight: u32,
+    tier: Tier,
+    timeout: Duration,
+    max_in_flight: usize,
+    client: reqwest::Client,
+    in_flight: AtomicUsize,
+    head: AtomicU64,
+    chain_check: AtomicU8,
+    reported_chain_id: AtomicU64,
+    health: Health,
+}
+
+/// Status of one upstream, as `/status` and `keel status` show it. Never holds the URL's secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamStatus {
+    /// Upstream name.
+    pub name: String,
+    /// Scheme, host and port only.
+    pub url: String,
+    /// `primary` or `backup`.
+    pub tier: Tier,
+    /// Configured weight.
+    pub weight: u32,
+    /// Coarse state.
+    pub state: UpstreamState,
+    /// Last head seen.
+    pub head: u64,
+    /// Blocks behind the chain head.
+    pub lag: u64,
+    /// Calls in flight now.
+    pub in_flight: usize,
+    /// Routing score (lower is better).
+    pub score: f64,
+    /// Latency, errors and breaker.
+    pub health: HealthSnapshot,
+}
+
+/// RAII slot of the in-flight limit.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Upstream {
+    /// Builds the upstream and its HTTP client (no I/O happens here).
+    pub fn new(
+        chain: &str,
+        index: usize,
+        cfg: &UpstreamConfig,
+        health: HealthConfig,
+    ) -> Result<Self, ChainError> {
+        let url = cfg.url.clone().ok_or_else(|| ChainError::NoUrl {
+            chain: chain.to_owned(),
+            upstream: cfg.name.clone(),
+        })?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(cfg.max_in_flight)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ChainError::Client {
+                upstream: cfg.name.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            name: cfg.name.clone(),
+            index,
+            url,
+            weight: cfg.weight,
+            tier: cfg.tier,
+            timeout: cfg.request_timeout,
+            max_in_flight: cfg.max_in_flight,
+            client,
+            in_flight: AtomicUsize::new(0),
+            head: AtomicU64::new(0),
+            chain_check: AtomicU8::new(CHAIN_UNKNOWN),
+            reported_chain_id: AtomicU64::new(0),
+            health: Health::new(health),
+        })
+    }
+
+    /// Upstream name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Index among its chain's upstreams.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The URL with its secret parts hidden.
+    pub fn url(&self) -> &SecretUrl {
+        &self.url
+    }
+
+    /// Configured weight.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+
+    /// Configured tier.
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// Its health.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Last head seen.
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_head(&self, head: u64) {
+        self.head.store(head, Ordering::Relaxed);
+    }
+
+    /// Calls in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether `eth_chainId` has confirmed the chain.
+    pub fn is_verified(&self) -> bool {
+        self.chain_check.load(Ordering::Relaxed) == CHAIN_OK
+    }
+
+    /// Whether it serves another chain.
+    pub fn is_refused(&self) -> bool {
+        self.chain_check.load(Ordering::Relaxed) == CHAIN_WRONG
+    }
+
+    /// The chain id it reported, if it was checked.
+    pub fn reported_chain_id(&self) -> Option<u64> {
+        (self.chain_check.load(Ordering::Relaxed) != CHAIN_UNKNOWN)
+            .then(|| self.reported_chain_id.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_chain_check(&self, reported: u64, ok: bool) {
+        self.reported_chain_id.store(reported, Ordering::Relaxed);
+        self.chain_check
+            .store(if ok { CHAIN_OK } else { CHAIN_WRONG }, Ordering::Relaxed);
+    }
+
+    /// Routing score: lower is better. Latency grows with load and errors and shrinks with
+    /// weight; an upstream with no samples yet counts as 1 ms.
+    pub fn score(&self) -> f64 {
+        let latency_ms = (self.health.latency_ewma_us() / 1000.0).max(0.05);
+        let latency_ms = if self.health.latency_ewma_us() == 0.0 {
+            1.0
+        } else {
+            latency_ms
+        };
+        latency_ms * (1.0 + self.in_flight() as f64) * (1.0 + 10.0 * self.health.error_rate())
+            / f64::from(self.weight)
+    }
+
+    /// Sends one JSON-RPC body and returns the response body.
+    ///
+    /// The call waits at most until `deadline` (and at most the upstream's own timeout). It
+    /// counts toward the in-flight limit and records its outcome in the upstream's health.
+    pub async fn call(&self, body: Bytes, deadline: Instant) -> Result<Bytes, CallError> {
+        let now = Instant::now();
+        let admission = self.health.admit(now);
+        if admission == Admission::No {
+            return Err(CallError::Connect {
+                upstream: self.name.clone(),
+                reason: "ejected".to_owned(),
+            });
+        }
+        let _slot = match self.try_slot() {
+            Some(slot) => slot,
+            None => {
+                if admission == Admission::Probe {
+                    self.health.release_probe(now);
+                }
+                return Err(CallError::Busy {
+                    upstream: self.name.clone(),
+                });
+            }
+        };
+        let timeout = deadline.saturating_duration_since(now).min(self.timeout);
+        let result = self.send(body, timeout).await;
+        let done = Instant::now();
+        match &result {
+            Ok(_) => self.health.record_success(done - now),
+            Err(e) if e.counts_against_health() => {
+                if self.health.record_failure(done) {
+                    tracing::warn!(upstream = %self.name, error = %e, "upstream ejected");
+                }
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    fn try_slot(&self) -> Option<Slot<'_>> {
+        let prev = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot(&self.in_flight);
+        (prev < self.max_in_flight).then_some(slot)
+    }
+
+    async fn send(&self, body: Bytes, timeout: Duration) -> Result<Bytes, CallError> {
+        let fut = async {
+            let resp = self
+                .client
+                .post(self.url.expose().clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&e, timeout))?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Err(CallError::Status {
+                    upstream: self.name.clone(),
+                    status,
+                });
+            }
+            resp.bytes()
+                .await
+                .map_err(|e| self.transport_error(&e, timeout))
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout {
+                upstream: self.name.clone(),
+                after: timeout,
+            }),
+        }
+    }
+
+    fn transport_error(&self, e: &reqwest::Error, timeout: Duration) -> CallError {
+        if e.is_timeout() {
+            return CallError::Timeout {
+                upstream: self.name.clone(),
+                after: timeout,
+            };
+        }
+        // reqwest's messages include the URL; keep only the kind of failure.
+        let reason = if e.is_connect() {
+            "connection failed"
+        } else if e.is_body() || e.is_decode() {
+            "response body broken"
+        } else {
+            "request failed"
+        };
+        let mut source = std::error::Error::source(e);
+        let mut detail = None;
+        while let Some(s) = source {
+            detail = Some(s.to_string());
+            source = s.source();
+        }
+        let reason = match detail {
+            Some(d) if !d.contains("://") => format!("{reason} ({d})"),
+            _ => reason.to_owned(),
+        };
+        CallError::Connect {
+            upstream: self.name.clone(),
+            reason,
+        }
+    }
+
+    /// Status for `/status`; `chain_head` gives the lag.
+    pub fn status(&self, chain_head: u64, max_lag: u64) -> UpstreamStatus {
+        UpstreamStatus {
+            name: self.name.clone(),
+            url: self.url.to_string(),
+            tier: self.tier,
+            weight: self.weight,
+            state: self.state(chain_head, max_lag),
+            head: self.head(),
+            lag: chain_head.saturating_sub(self.head()),
+            in_flight: self.in_flight(),
+            score: self.score(),
+            health: self.health.snapshot(),
+        }
+    }
+
+    /// Coarse state given the chain head.
+    pub fn state(&self, chain_head: u64, max_lag: u64) -> UpstreamState {
+        if self.is_refused() {
+            UpstreamState::Refused
+        } else if !self.is_verified() {
+            UpstreamState::Unverified
+        } else if self.health.is_ejected() {
+            UpstreamState::Ejected
+        } else if chain_head.saturating_sub(self.head()) > max_lag || self.health.is_erroring() {
+            UpstreamState::Degraded
+        } else {
+            UpstreamState::Healthy
+        }
+    }
+}

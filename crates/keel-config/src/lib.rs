@@ -1,0 +1,389 @@
+//! keel's configuration tree.
+//!
+//! One TOML file describes a node: the gateway and admin listeners, logging, the chains keel
+//! serves and their upstreams, and optionally the embedded devnet. Every struct here is a serde
+//! struct with `deny_unknown_fields`; every field has a doc comment (the reference in
+//! `docs/config.md` mirrors them) and a default.
+//!
+//! Loading happens in three steps, each of which can fail with a [`ConfigError`] that names the
+//! file, the line and the key and says how to fix it:
+//!
+//! 1. parse the TOML text into [`Config`] (syntax errors, unknown keys, wrong types);
+//! 2. apply `KEEL_…` environment overrides ([`env`]);
+//! 3. [`Config::validate`] the semantic rules (unique names, weights, URLs, limits).
+//!
+//! Secrets (upstream URLs, which usually carry API keys) are held in [`SecretUrl`], whose `Debug`
+//! and `Display` never print the secret part.
+
+pub mod content;
+mod env;
+mod error;
+mod secret;
+mod validate;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::{
+    env::{ENV_PREFIX, EnvOverride},
+    error::ConfigError,
+    secret::SecretUrl,
+};
+
+/// The whole configuration of one keel node.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The JSON-RPC gateway listener and its limits.
+    pub gateway: GatewayConfig,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`, `/status`.
+    pub admin: AdminConfig,
+    /// Log format and level.
+    pub log: LogConfig,
+    /// The embedded local devnet (anvil nodes supervised by keel). Absent = disabled.
+    pub devnet: Option<DevnetConfig>,
+    /// The chains this node serves, each with its upstreams.
+    pub chains: Vec<ChainConfig>,
+    /// The IPFS-compatible content store and its listeners. Absent = disabled.
+    pub content: Option<content::ContentConfig>,
+}
+
+/// `[gateway]`: the JSON-RPC listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Address the JSON-RPC gateway listens on (HTTP/1.1 and h2c).
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes; larger bodies get HTTP 413.
+    pub max_body_bytes: usize,
+    /// Largest number of entries in one JSON-RPC batch.
+    pub max_batch_len: usize,
+    /// Total deadline for one client request, retries included.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Most client requests processed at once; further ones wait for a slot.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8545)),
+            max_body_bytes: 5 * 1024 * 1024,
+            max_batch_len: 100,
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 4096,
+        }
+    }
+}
+
+/// `[admin]`: the operator's listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of `/metrics`, `/healthz`, `/readyz` and `/status`. Keep it on loopback or a
+    /// private network: it is not authenticated.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9545)),
+        }
+    }
+}
+
+/// `[log]`: structured logging.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (human-readable) or `json` (one object per line).
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `keel_gateway=debug,info`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[devnet]`: a local chain of anvil nodes run by keel, mined in lockstep.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevnetConfig {
+    /// Name of the chain the devnet serves (its gateway path is `/rpc/<name>`).
+    pub name: String,
+    /// Chain id of the devnet.
+    pub chain_id: u64,
+    /// Number of anvil nodes (1 to 16); the gateway balances and fails over between them.
+    pub nodes: usize,
+    /// Interval between blocks; keel mines one block on every node with the same timestamp.
+    #[serde(with = "humantime_serde")]
+    pub block_time: Duration,
+    /// Path of the `anvil` binary; when absent keel looks in `$KEEL_ANVIL`, `./.tools` and `$PATH`.
+    pub anvil: Option<PathBuf>,
+}
+
+impl Default for DevnetConfig {
+    fn default() -> Self {
+        Self {
+            name: "devnet".to_owned(),
+            chain_id: 31337,
+            nodes: 3,
+            block_time: Duration::from_secs(1),
+            anvil: None,
+        }
+    }
+}
+
+/// `[[chains]]`: one chain and its upstreams.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Name of the chain; served at `POST /rpc/<name>` (and `/rpc/<chain_id>`).
+    pub name: String,
+    /// EIP-155 chain id; every upstream must report it from `eth_chainId` or it is refused.
+    pub chain_id: u64,
+    /// How often each upstream's head is polled.
+    #[serde(default = "default_head_poll_interval", with = "humantime_serde")]
+    pub head_poll_interval: Duration,
+    /// An upstream more than this many blocks behind the chain head stops receiving
+    /// head-sensitive reads until it catches up.
+    #[serde(default = "default_max_lag_blocks")]
+    pub max_lag_blocks: u64,
+    /// Allow node-control methods (`anvil_`, `evm_`, `hardhat_`) and the `admin_`, `debug_`,
+    /// `personal_`, `miner_` namespaces. They are sent to every healthy upstream.
+    #[serde(default)]
+    pub allow_node_control: bool,
+    /// Method allow and deny lists.
+    #[serde(default)]
+    pub methods: MethodPolicyConfig,
+    /// Circuit breaker and health scoring.
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// The nodes that serve this chain.
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+fn default_head_poll_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_max_lag_blocks() -> u64 {
+    5
+}
+
+impl ChainConfig {
+    /// A chain with defaults for everything but its name, id and upstreams.
+    pub fn new(name: impl Into<String>, chain_id: u64, upstreams: Vec<UpstreamConfig>) -> Self {
+        Self {
+            name: name.into(),
+            chain_id,
+            head_poll_interval: default_head_poll_interval(),
+            max_lag_blocks: default_max_lag_blocks(),
+            allow_node_control: false,
+            methods: MethodPolicyConfig::default(),
+            health: HealthConfig::default(),
+            upstreams,
+        }
+    }
+}
+
+/// `[chains.methods]`: which methods clients may call.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MethodPolicyConfig {
+    /// When non-empty, only these methods are served. An entry ending in `*` is a prefix.
+    pub allow: Vec<String>,
+    /// These methods are refused. An entry ending in `*` is a prefix. Deny wins over allow.
+    pub deny: Vec<String>,
+}
+
+/// `[chains.health]`: when an upstream is ejected and how it comes back.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Consecutive transport failures (refused connections, timeouts, HTTP 5xx) that open the
+    /// circuit breaker and eject the upstream.
+    pub failure_threshold: u32,
+    /// How long an ejected upstream rests before one probe request may test it (doubles on
+    /// every failed probe, up to `max_ejection`).
+    #[serde(with = "humantime_serde")]
+    pub base_ejection: Duration,
+    /// Longest rest of an ejected upstream between probes.
+    #[serde(with = "humantime_serde")]
+    pub max_ejection: Duration,
+    /// Error-rate (0..1, exponentially weighted) above which an upstream counts as degraded.
+    pub degraded_error_rate: f64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 3,
+            base_ejection: Duration::from_millis(500),
+            max_ejection: Duration::from_secs(30),
+            degraded_error_rate: 0.2,
+        }
+    }
+}
+
+/// `[[chains.upstreams]]`: one node serving a chain.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Name used in logs, metrics, headers and status (the URL is never shown).
+    pub name: String,
+    /// JSON-RPC endpoint (`http://` or `https://`). It may carry an API key: keel never logs it.
+    /// Give either `url` or `url_file`.
+    #[serde(default)]
+    pub url: Option<SecretUrl>,
+    /// File holding the endpoint URL (for secrets kept out of the config file).
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// Relative share of traffic among upstreams of the same tier.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// `primary` or `backup`: backups serve only when no primary is healthy.
+    #[serde(default)]
+    pub tier: Tier,
+    /// Deadline of one call to this upstream.
+    #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Deadline for establishing a connection to this upstream.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Most calls in flight to this upstream at once; further calls go elsewhere or wait.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_upstream_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_max_in_flight() -> usize {
+    256
+}
+
+impl UpstreamConfig {
+    /// An upstream with defaults for everything but its name and URL.
+    pub fn new(name: impl Into<String>, url: SecretUrl) -> Self {
+        Self {
+            name: name.into(),
+            url: Some(url),
+            url_file: None,
+            weight: default_weight(),
+            tier: Tier::Primary,
+            request_timeout: default_upstream_timeout(),
+            connect_timeout: default_connect_timeout(),
+            max_in_flight: default_max_in_flight(),
+        }
+    }
+}
+
+/// Upstream tier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Serves traffic whenever healthy.
+    #[default]
+    Primary,
+    /// Serves only when no primary upstream is healthy.
+    Backup,
+}
+
+impl Config {
+    /// The text of the embedded defaults (`keel up` without `--config`): a devnet of three anvil
+    /// nodes behind the gateway.
+    pub const EMBEDDED_DEFAULT: &'static str = include_str!("default.toml");
+
+    /// Parses `text` (read from `origin`, used in messages), applies `overrides` and validates.
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        overrides: &[EnvOverride],
+    ) -> Result<Self, ConfigError> {
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::parse(origin, text, &e))?;
+        if !overrides.is_empty() {
+            config = env::apply(text, origin, overrides)?;
+        }
+        config.validate().map_err(|v| v.locate(origin, text))?;
+        config.resolve_secrets()?;
+        Ok(config)
+    }
+
+    /// Reads and loads the file at `path` with the `KEEL_…` overrides of this process.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: origin.clone(),
+            source,
+        })?;
+        Self::from_toml(&text, &origin, &env::from_process())
+    }
+
+    /// The embedded default with the `KEEL_…` overrides of this process.
+    pub fn load_default() -> Result<Self, ConfigError> {
+        Self::from_toml(
+            Self::EMBEDDED_DEFAULT,
+            "<embedded defaults>",
+            &env::from_process(),
+        )
+    }
+
+    /// Reads `url_file` secrets into `url`.
+    fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        for chain in &mut self.chains {
+            for up in &mut chain.upstreams {
+                if let (None, Some(file)) = (&up.url, &up.url_file) {
+                    let text =
+                        std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+                            path: file.display().to_string(),
+                            source,
+                        })?;
+                    let url =
+                        SecretUrl::parse(text.trim()).map_err(|reason| ConfigError::Invalid {
+                            origin: file.display().to_string(),
+                            line: None,
+                            key: format!("chains.{}.upstreams.{}.url_file", chain.name, up.name),
+                            message: reason,
+                            fix: "the file must hold one http:// or https:// URL".to_owned(),
+                        })?;
+                    up.url = Some(url);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

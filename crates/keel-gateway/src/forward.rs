@@ -1,0 +1,359 @@
+//! Serving one request: reads with retries and failover, writes broadcast to every upstream.
+
+use std::{sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use keel_chain::{CallError, Chain, Need, Upstream};
+use serde_json::value::RawValue;
+use sha3::{Digest, Keccak256};
+
+use crate::{
+    jsonrpc::{self, ErrorObject, Reply, Request, code},
+    policy::{self, Route},
+};
+
+/// How one request ended, for metrics and response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A result was returned.
+    Ok,
+    /// An upstream's JSON-RPC error was returned (a deterministic answer).
+    RpcError,
+    /// The request was malformed or refused by policy.
+    Rejected,
+    /// No upstream could take it.
+    NoUpstream,
+    /// The deadline passed.
+    Deadline,
+    /// Every upstream tried failed.
+    Failed,
+}
+
+impl Outcome {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::RpcError => "rpc_error",
+            Self::Rejected => "rejected",
+            Self::NoUpstream => "no_upstream",
+            Self::Deadline => "deadline",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// What serving one request produced besides its answer bytes.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub(crate) outcome: Outcome,
+    /// The upstream whose answer was returned.
+    pub(crate) upstream: Option<Arc<Upstream>>,
+    /// Upstream attempts beyond the first.
+    pub(crate) retries: u32,
+}
+
+impl Served {
+    fn new(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            upstream: None,
+            retries: 0,
+        }
+    }
+}
+
+/// Serves `req` on `chain`, appending its answer to `out` (nothing for a notification, but the
+/// call is still made).
+pub(crate) async fn serve(
+    chain: &Chain,
+    req: &Request<'_>,
+    deadline: Instant,
+    out: &mut Vec<u8>,
+) -> Served {
+    if let Err(message) = policy::check(chain, &req.method) {
+        jsonrpc::write_error(out, req.id, code::METHOD_NOT_FOUND, &message);
+        return Served::new(Outcome::Rejected);
+    }
+    let body = Bytes::from(jsonrpc::upstream_body(req));
+    let mut answer = Vec::new();
+    let served = match policy::route(chain, &req.method, req.params) {
+        Route::Read {
+            need,
+            null_may_be_lag,
+        } => {
+            read(
+                chain,
+                req,
+                body,
+                need,
+                null_may_be_lag,
+                deadline,
+                &mut answer,
+            )
+            .await
+        }
+        Route::Broadcast { raw_tx } => {
+            broadcast(chain, req, body, raw_tx, deadline, &mut answer).await
+        }
+    };
+    if req.id.is_some() {
+        out.extend_from_slice(&answer);
+    }
+    served
+}
+
+/// An answer held back while a better one may come from another upstream.
+struct Held {
+    body: Bytes,
+    upstream: Arc<Upstream>,
+}
+
+async fn read(
+    chain: &Chain,
+    req: &Request<'_>,
+    body: Bytes,
+    need: Need,
+    null_may_be_lag: bool,
+    deadline: Instant,
+    out: &mut Vec<u8>,
+) -> Served {
+    let mut tried: Vec<usize> = Vec::new();
+    let mut held: Option<Held> = None;
+    let mut last_error: Option<CallError> = None;
+    loop {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let Some(up) = chain.select(need, &tried) else {
+            break;
+        };
+        tried.push(up.index());
+        match up.call(body.clone(), deadline).await {
+            Ok(resp) => {
+                let Ok(reply) = serde_json::from_slice::<Reply<'_>>(&resp) else {
+                    last_error = Some(CallError::Invalid {
+                        upstream: up.name().to_owned(),
+                        reason: "the body is not a JSON-RPC response".to_owned(),
+                    });
+                    continue;
+                };
+                let maybe_behind = match (reply.error, reply.result) {
+                    (Some(err), _) => serde_json::from_str::<ErrorObject>(err.get())
+                        .is_ok_and(|e| policy::error_means_behind(&e.message)),
+                    (None, Some(result)) => null_may_be_lag && result.get() == "null",
+                    (None, None) => false,
+                };
+                let ahead_exists = chain
+                    .upstreams()
+                    .iter()
+                    .any(|u| !tried.contains(&u.index()) && u.head() > up.head());
+                if maybe_behind && ahead_exists {
+                    held = Some(Held {
+                        body: resp,
+                        upstream: up,
+                    });
+                    continue;
+                }
+                return answer(req, &resp, up, tried.len(), out);
+            }
+            Err(e) if e.is_retryable() => last_error = Some(e),
+            Err(e) => {
+                last_error = Some(e);
+                break;
+            }
+        }
+    }
+    if let Some(h) = held {
+        return answer(req, &h.body, h.upstream, tried.len(), out);
+    }
+    let retries = tried.len().saturating_sub(1) as u32;
+    let (outcome, c, message) = if tried.is_empty() && Instant::now() < deadline {
+        (
+            Outcome::NoUpstream,
+            code::NO_HEALTHY_UPSTREAM,
+            no_upstream_message(chain, need),
+        )
+    } else if Instant::now() >= deadline {
+        (
+            Outcome::Deadline,
+            code::DEADLINE_EXCEEDED,
+            format!(
+                "no upstream of chain {} answered before the request deadline",
+                chain.name()
+            ),
+        )
+    } else {
+        let detail = last_error.map(|e| e.to_string()).unwrap_or_default();
+        (
+            Outcome::Failed,
+            code::UPSTREAMS_FAILED,
+            format!("every upstream tried failed; last: {detail}"),
+        )
+    };
+    jsonrpc::write_error(out, req.id, c, &message);
+    Served {
+        outcome,
+        upstream: None,
+        retries,
+    }
+}
+
+fn no_upstream_message(chain: &Chain, need: Need) -> String {
+    match need {
+        Need::Block(n) => format!(
+            "no healthy upstream of chain {} has block {n} yet",
+            chain.name()
+        ),
+        _ => format!("no healthy upstream for chain {}", chain.name()),
+    }
+}
+
+/// Writes an upstream's reply under the client's id.
+fn answer(
+    req: &Request<'_>,
+    resp: &[u8],
+    up: Arc<Upstream>,
+    attempts: usize,
+    out: &mut Vec<u8>,
+) -> Served {
+    let retries = attempts.saturating_sub(1) as u32;
+    let outcome = match serde_json::from_slice::<Reply<'_>>(resp) {
+        Ok(Reply {
+            error: Some(err), ..
+        }) => {
+            jsonrpc::write_answer(out, req.id, "error", err);
+            Outcome::RpcError
+        }
+        Ok(Reply { result, .. }) => {
+            let null = serde_json::from_str::<&RawValue>("null").ok();
+            match result.or(null) {
+                Some(r) => jsonrpc::write_answer(out, req.id, "result", r),
+                None => jsonrpc::write_error(out, req.id, code::INTERNAL, "empty upstream reply"),
+            }
+            Outcome::Ok
+        }
+        Err(_) => {
+            jsonrpc::write_error(
+                out,
+                req.id,
+                code::INTERNAL,
+                "upstream reply is not JSON-RPC",
+            );
+            Outcome::Failed
+        }
+    };
+    Served {
+        outcome,
+        upstream: Some(up),
+        retries,
+    }
+}
+
+/// Sends a write to every usable upstream at once. The first success answers; the other sends
+/// go on in the background so that every node gets the write.
+async fn broadcast(
+    chain: &Chain,
+    req: &Request<'_>,
+    body: Bytes,
+    raw_tx: bool,
+    deadline: Instant,
+    out: &mut Vec<u8>,
+) -> Served {
+    let ups = chain.writable();
+    if ups.is_empty() {
+        jsonrpc::write_error(
+            out,
+            req.id,
+            code::NO_HEALTHY_UPSTREAM,
+            &format!("no healthy upstream for chain {}", chain.name()),
+        );
+        return Served::new(Outcome::NoUpstream);
+    }
+    let tx_hash = if raw_tx {
+        req.params.and_then(raw_tx_hash)
+    } else {
+        None
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(ups.len());
+    for up in ups {
+        let (tx, body) = (tx.clone(), body.clone());
+        tokio::spawn(async move {
+            let result = up.call(body, deadline).await;
+            // The receiver may be gone once an answer was sent: the write still reached `up`.
+            let _ = tx.send((up, result)).await;
+        });
+    }
+    drop(tx);
+    let mut first_error: Option<(Bytes, Arc<Upstream>)> = None;
+    let mut last_failure: Option<CallError> = None;
+    while let Ok(Some((up, result))) = tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+        match result {
+            Ok(resp) => {
+                let Ok(reply) = serde_json::from_slice::<Reply<'_>>(&resp) else {
+                    continue;
+                };
+                match reply.error {
+                    None => return answer(req, &resp, up, 1, out),
+                    Some(err) => {
+                        let known = serde_json::from_str::<ErrorObject>(err.get())
+                            .is_ok_and(|e| policy::error_means_known(&e.message));
+                        if let (true, Some(hash)) = (known, &tx_hash) {
+                            let quoted = format!("\"{hash}\"");
+                            if let Ok(r) = serde_json::from_str::<&RawValue>(&quoted) {
+                                jsonrpc::write_answer(out, req.id, "result", r);
+                                return Served {
+                                    outcome: Outcome::Ok,
+                                    upstream: Some(up),
+                                    retries: 0,
+                                };
+                            }
+                        }
+                        first_error.get_or_insert((resp, up));
+                    }
+                }
+            }
+            Err(e) => last_failure = Some(e),
+        }
+    }
+    if let Some((resp, up)) = first_error {
+        return answer(req, &resp, up, 1, out);
+    }
+    let (outcome, c, message) = match last_failure {
+        Some(e) if Instant::now() < deadline => (
+            Outcome::Failed,
+            code::UPSTREAMS_FAILED,
+            format!("every upstream failed; last: {e}"),
+        ),
+        _ => (
+            Outcome::Deadline,
+            code::DEADLINE_EXCEEDED,
+            "no upstream answered before the request deadline".to_owned(),
+        ),
+    };
+    jsonrpc::write_error(out, req.id, c, &message);
+    Served::new(outcome)
+}
+
+/// Keccak-256 of the first param of `eth_sendRawTransaction`: the transaction hash.
+fn raw_tx_hash(params: &RawValue) -> Option<String> {
+    let list: Vec<&str> = serde_json::from_str(params.get()).ok()?;
+    let bytes = hex::decode(list.first()?.strip_prefix("0x")?).ok()?;
+    Some(format!("0x{}", hex::encode(Keccak256::digest(&bytes))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_tx_hash_is_keccak_of_the_bytes() {
+        // keccak256("") is the well-known empty hash.
+        let p = RawValue::from_string(r#"["0x"]"#.to_owned()).expect("raw");
+        assert_eq!(
+            raw_tx_hash(&p).as_deref(),
+            Some("0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470")
+        );
+        let bad = RawValue::from_string(r#"["zz"]"#.to_owned()).expect("raw");
+        assert_eq!(raw_tx_hash(&bad), None);
+    }
+}

@@ -1,0 +1,305 @@
+//! HTTP surface: `POST /`, `POST /rpc/{chain}` (name or chain id).
+
+use std::time::Instant;
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use http_body_util::{BodyExt, Limited};
+use keel_chain::Chain;
+use serde_json::value::RawValue;
+
+use crate::{
+    Gateway,
+    forward::{self, Outcome, Served},
+    jsonrpc::{self, Body as RpcBody, code},
+    metrics::{ChainLabel, RequestLabels, method_label},
+};
+
+/// Batch entries served at once.
+const BATCH_CONCURRENCY: usize = 16;
+
+/// The gateway's router.
+pub fn router(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/", post(root))
+        .route("/rpc/{chain}", post(by_chain))
+        .fallback(not_found)
+        .with_state(gateway)
+}
+
+async fn root(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+    match gw.registry().only().cloned() {
+        Some(chain) => gw.handle(&chain, &headers, body).await,
+        None => unknown_chain(&gw, None),
+    }
+}
+
+async fn by_chain(
+    State(gw): State<Gateway>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match gw.registry().get(&key).cloned() {
+        Some(chain) => gw.handle(&chain, &headers, body).await,
+        None => unknown_chain(&gw, Some(&key)),
+    }
+}
+
+async fn not_found(State(gw): State<Gateway>) -> Response {
+    unknown_chain(&gw, None)
+}
+
+fn unknown_chain(gw: &Gateway, key: Option<&str>) -> Response {
+    let chains: Vec<_> = gw
+        .registry()
+        .chains()
+        .iter()
+        .map(|c| serde_json::json!({"name": c.name(), "chain_id": c.chain_id(), "path": format!("/rpc/{}", c.name())}))
+        .collect();
+    let error = match key {
+        Some(k) => format!("unknown chain `{k}`; POST to /rpc/<name or chain id> of a chain below"),
+        None => "POST JSON-RPC to /rpc/<name or chain id> of a chain below".to_owned(),
+    };
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({"error": error, "chains": chains})),
+    )
+        .into_response()
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn rpc_error(status: StatusCode, c: i64, message: &str) -> Response {
+    let mut out = Vec::new();
+    jsonrpc::write_error(&mut out, None, c, message);
+    json_response(status, out)
+}
+
+impl Gateway {
+    async fn handle(&self, chain: &Chain, headers: &HeaderMap, body: Body) -> Response {
+        let start = Instant::now();
+        let label = ChainLabel {
+            chain: chain.name().to_owned(),
+        };
+        let m = &self.inner.metrics;
+        let max = self.inner.cfg.max_body_bytes;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max as u64) {
+            m.refused_http.get_or_create(&label).inc();
+            return rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                code::INVALID_REQUEST,
+                &format!("request body is larger than the limit of {max} bytes"),
+            );
+        }
+        let bytes = match Limited::new(body, max).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                m.refused_http.get_or_create(&label).inc();
+                return rpc_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    code::INVALID_REQUEST,
+                    &format!("request body is larger than the limit of {max} bytes"),
+                );
+            }
+            Err(_) => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    code::PARSE_ERROR,
+                    "the request body could not be read",
+                );
+            }
+        };
+        let Ok(_permit) = self.inner.permits.acquire().await else {
+            return rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::INTERNAL,
+                "the gateway is shutting down",
+            );
+        };
+        let in_flight = m.in_flight.get_or_create(&label).clone();
+        in_flight.inc();
+        let deadline = start + self.inner.cfg.request_timeout;
+        let resp = match jsonrpc::parse_body(&bytes) {
+            Err(e) => rpc_error(
+                StatusCode::OK,
+                code::PARSE_ERROR,
+                &format!("invalid JSON: {e}"),
+            ),
+            Ok(RpcBody::Single(raw)) => self.single(chain, raw, deadline, &label).await,
+            Ok(RpcBody::Batch(entries)) => self.batch(chain, entries, deadline, &label).await,
+        };
+        in_flight.dec();
+        m.request_duration_seconds
+            .get_or_create(&label)
+            .observe(start.elapsed().as_secs_f64());
+        resp
+    }
+
+    async fn single(
+        &self,
+        chain: &Chain,
+        raw: &RawValue,
+        deadline: Instant,
+        label: &ChainLabel,
+    ) -> Response {
+        let mut out = Vec::with_capacity(256);
+        let served = self.entry(chain, raw, deadline, &mut out).await;
+        let notification = out.is_empty();
+        let status = match served.outcome {
+            Outcome::NoUpstream => StatusCode::SERVICE_UNAVAILABLE,
+            _ if notification => StatusCode::NO_CONTENT,
+            _ => StatusCode::OK,
+        };
+        let mut resp = json_response(status, out);
+        self.decorate(&mut resp, std::slice::from_ref(&served), label);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+
+    async fn batch(
+        &self,
+        chain: &Chain,
+        entries: Vec<&RawValue>,
+        deadline: Instant,
+        label: &ChainLabel,
+    ) -> Response {
+        let max = self.inner.cfg.max_batch_len;
+        if entries.is_empty() {
+            return rpc_error(StatusCode::OK, code::INVALID_REQUEST, "empty batch");
+        }
+        if entries.len() > max {
+            self.inner.metrics.refused_http.get_or_create(label).inc();
+            return rpc_error(
+                StatusCode::OK,
+                code::INVALID_REQUEST,
+                &format!(
+                    "batch of {} requests is longer than the limit of {max}",
+                    entries.len()
+                ),
+            );
+        }
+        let mut results: Vec<(Vec<u8>, Served)> = Vec::with_capacity(entries.len());
+        for chunk in entries.chunks(BATCH_CONCURRENCY) {
+            let futs = chunk
+                .iter()
+                .map(|raw| self.entry_owned(chain, raw, deadline));
+            results.extend(futures::future::join_all(futs).await);
+        }
+        let mut body =
+            Vec::with_capacity(results.iter().map(|(o, _)| o.len() + 1).sum::<usize>() + 2);
+        body.push(b'[');
+        for (out, _) in results.iter().filter(|(o, _)| !o.is_empty()) {
+            if body.len() > 1 {
+                body.push(b',');
+            }
+            body.extend_from_slice(out);
+        }
+        body.push(b']');
+        let served: Vec<Served> = results.into_iter().map(|(_, s)| s).collect();
+        if body.len() == 2 {
+            // Only notifications: nothing to answer.
+            let mut resp = json_response(StatusCode::NO_CONTENT, Vec::new());
+            self.decorate(&mut resp, &served, label);
+            return resp;
+        }
+        let mut resp = json_response(StatusCode::OK, body);
+        self.decorate(&mut resp, &served, label);
+        resp
+    }
+
+    async fn entry_owned(
+        &self,
+        chain: &Chain,
+        raw: &RawValue,
+        deadline: Instant,
+    ) -> (Vec<u8>, Served) {
+        let mut out = Vec::new();
+        let served = self.entry(chain, raw, deadline, &mut out).await;
+        (out, served)
+    }
+
+    /// Serves one entry (valid or not) and counts it.
+    async fn entry(
+        &self,
+        chain: &Chain,
+        raw: &RawValue,
+        deadline: Instant,
+        out: &mut Vec<u8>,
+    ) -> Served {
+        let (served, method) = match jsonrpc::parse_request(raw) {
+            Err(invalid) => {
+                jsonrpc::write_error(out, invalid.id, code::INVALID_REQUEST, &invalid.message);
+                (
+                    Served {
+                        outcome: Outcome::Rejected,
+                        upstream: None,
+                        retries: 0,
+                    },
+                    "other",
+                )
+            }
+            Ok(req) => (
+                forward::serve(chain, &req, deadline, out).await,
+                method_label(&req.method),
+            ),
+        };
+        let m = &self.inner.metrics;
+        m.requests
+            .get_or_create(&RequestLabels {
+                chain: chain.name().to_owned(),
+                method,
+                outcome: served.outcome.label(),
+            })
+            .inc();
+        served
+    }
+
+    /// Adds `x-keel-upstream` and `x-keel-retries`, and counts retries and failovers.
+    fn decorate(&self, resp: &mut Response, served: &[Served], label: &ChainLabel) {
+        let retries: u32 = served.iter().map(|s| s.retries).sum();
+        let mut names: Vec<&str> = served
+            .iter()
+            .filter_map(|s| s.upstream.as_ref().map(|u| u.name()))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        if !names.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&names.join(","))
+        {
+            resp.headers_mut().insert("x-keel-upstream", v);
+        }
+        resp.headers_mut()
+            .insert("x-keel-retries", HeaderValue::from(retries));
+        if retries > 0 {
+            let m = &self.inner.metrics;
+            m.retries.get_or_create(label).inc_by(u64::from(retries));
+            let failovers = served
+                .iter()
+                .filter(|s| s.retries > 0 && s.upstream.is_some())
+                .count() as u64;
+            m.failovers.get_or_create(label).inc_by(failovers);
+        }
+    }
+}

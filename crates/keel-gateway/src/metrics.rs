@@ -1,0 +1,147 @@
+//! Gateway metrics.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Labels of per-request counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Chain name.
+    pub chain: String,
+    /// Method, or `other` for methods outside the known set (bounds cardinality).
+    pub method: &'static str,
+    /// `ok`, `rpc_error`, `rejected`, `no_upstream`, `deadline` or `failed`.
+    pub outcome: &'static str,
+}
+
+/// Labels of per-chain series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChainLabel {
+    /// Chain name.
+    pub chain: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+/// Metrics of the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayMetrics {
+    /// JSON-RPC requests (batch entries count one each) by chain, method and outcome.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time to answer an HTTP request, seconds.
+    pub request_duration_seconds: Family<ChainLabel, Histogram, fn() -> Histogram>,
+    /// Upstream attempts beyond the first.
+    pub retries: Family<ChainLabel, Counter>,
+    /// Requests answered by another upstream than the first one tried.
+    pub failovers: Family<ChainLabel, Counter>,
+    /// HTTP requests being processed.
+    pub in_flight: Family<ChainLabel, Gauge>,
+    /// Bodies refused for size, batches refused for length, unknown chains.
+    pub refused_http: Family<ChainLabel, Counter>,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            request_duration_seconds: Family::new_with_constructor(latency_histogram),
+            retries: Family::default(),
+            failovers: Family::default(),
+            in_flight: Family::default(),
+            refused_http: Family::default(),
+        }
+    }
+}
+
+impl GatewayMetrics {
+    /// Registers every metric (prefix the registry with `keel` first).
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "rpc_requests",
+            "JSON-RPC requests by chain, method and outcome",
+            self.requests.clone(),
+        );
+        r.register(
+            "rpc_request_duration_seconds",
+            "Time to answer an HTTP request",
+            self.request_duration_seconds.clone(),
+        );
+        r.register(
+            "rpc_retries",
+            "Upstream attempts beyond the first",
+            self.retries.clone(),
+        );
+        r.register(
+            "rpc_failovers",
+            "Requests answered by another upstream than the first tried",
+            self.failovers.clone(),
+        );
+        r.register(
+            "rpc_in_flight",
+            "HTTP requests being processed",
+            self.in_flight.clone(),
+        );
+        r.register(
+            "rpc_refused_http",
+            "HTTP requests refused before JSON-RPC (size, batch length)",
+            self.refused_http.clone(),
+        );
+    }
+}
+
+/// The method as a metric label: itself when it is a well-known method, else `other`.
+pub(crate) fn method_label(method: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "eth_accounts",
+        "eth_blobBaseFee",
+        "eth_blockNumber",
+        "eth_call",
+        "eth_chainId",
+        "eth_createAccessList",
+        "eth_estimateGas",
+        "eth_feeHistory",
+        "eth_gasPrice",
+        "eth_getBalance",
+        "eth_getBlockByHash",
+        "eth_getBlockByNumber",
+        "eth_getBlockReceipts",
+        "eth_getBlockTransactionCountByHash",
+        "eth_getBlockTransactionCountByNumber",
+        "eth_getCode",
+        "eth_getFilterChanges",
+        "eth_getFilterLogs",
+        "eth_getLogs",
+        "eth_getProof",
+        "eth_getRawTransactionByHash",
+        "eth_getStorageAt",
+        "eth_getTransactionByBlockHashAndIndex",
+        "eth_getTransactionByBlockNumberAndIndex",
+        "eth_getTransactionByHash",
+        "eth_getTransactionCount",
+        "eth_getTransactionReceipt",
+        "eth_maxPriorityFeePerGas",
+        "eth_newBlockFilter",
+        "eth_newFilter",
+        "eth_sendRawTransaction",
+        "eth_sendTransaction",
+        "eth_syncing",
+        "eth_uninstallFilter",
+        "net_version",
+        "net_listening",
+        "web3_clientVersion",
+        "evm_mine",
+        "anvil_mine",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == method)
+        .copied()
+        .unwrap_or("other")
+}

@@ -1,0 +1,269 @@
+//! Composes keel's components into one node.
+//!
+//! [`Node::bind`] builds everything from a [`keel_config::Config`]: the optional devnet, the
+//! chain registry and its head trackers, the gateway listener and the admin listener
+//! (`/metrics`, `/healthz`, `/readyz`, `/status`). Every task is owned by the node; a task that
+//! ends or panics while the node runs is logged and makes `/readyz` fail.
+//!
+//! [`Node::shutdown`] stops in a written order, within a grace period:
+//! 1. the gateway stops accepting connections and drains requests in flight;
+//! 2. head trackers and the devnet stop;
+//! 3. the admin listener stops last, so `/metrics` and `/readyz` stay visible while draining.
+
+mod admin;
+mod error;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use keel_chain::{ChainMetrics, ChainRegistry, HeadTracker};
+use keel_config::Config;
+use keel_devnet::Devnet;
+use keel_gateway::{Gateway, GatewayMetrics};
+use prometheus_client::registry::Registry;
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+pub use crate::{admin::StatusReport, error::NodeError};
+
+/// State shared with the admin listener.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) registry: Arc<ChainRegistry>,
+    pub(crate) metrics: Registry,
+    /// Set when a critical task ended unexpectedly.
+    pub(crate) failed: AtomicBool,
+    pub(crate) draining: AtomicBool,
+}
+
+/// A running keel node.
+#[derive(Debug)]
+pub struct Node {
+    gateway_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    data_dir: PathBuf,
+    shared: Arc<Shared>,
+    gateway_cancel: CancellationToken,
+    background_cancel: CancellationToken,
+    admin_cancel: CancellationToken,
+    gateway_task: JoinSet<()>,
+    admin_task: JoinSet<()>,
+    tracker: HeadTracker,
+    devnet: Option<Devnet>,
+    content_addrs: Option<keel_content::LocalAddrs>,
+}
+
+impl Node {
+    /// Builds and starts every configured component; returns once all listeners are bound.
+    pub async fn bind(mut config: Config, data_dir: &Path) -> Result<Self, NodeError> {
+        tokio::fs::create_dir_all(data_dir)
+            .await
+            .map_err(|source| NodeError::DataDir {
+                path: data_dir.display().to_string(),
+                source,
+            })?;
+        let background_cancel = CancellationToken::new();
+        let devnet = match &config.devnet {
+            Some(d) => {
+                let devnet = Devnet::start(d, data_dir, background_cancel.child_token()).await?;
+                config.chains.insert(0, devnet.chain_config()?);
+                Some(devnet)
+            }
+            None => None,
+        };
+        let registry = Arc::new(ChainRegistry::new(&config.chains)?);
+        let mut metrics = Registry::with_prefix("keel");
+        let chain_metrics = ChainMetrics::default();
+        chain_metrics.register(&mut metrics);
+        let gateway_metrics = GatewayMetrics::default();
+        gateway_metrics.register(&mut metrics);
+        let content_metrics = Arc::new(keel_content::metrics::Metrics::default());
+        if config.content.is_some() {
+            content_metrics.register(metrics.sub_registry_with_prefix("content"));
+        }
+        let tracker = HeadTracker::spawn(&registry, chain_metrics, background_cancel.child_token());
+
+        let gateway_listener = bind(config.gateway.listen, "gateway").await?;
+        let admin_listener = bind(config.admin.listen, "admin").await?;
+        let gateway_addr = local_addr(&gateway_listener, "gateway")?;
+        let admin_addr = local_addr(&admin_listener, "admin")?;
+
+        let shared = Arc::new(Shared {
+            registry: registry.clone(),
+            metrics,
+            failed: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        });
+        let gateway = Gateway::new(registry, config.gateway.clone(), gateway_metrics);
+        let gateway_cancel = CancellationToken::new();
+        let mut gateway_task = JoinSet::new();
+        gateway_task.spawn(serve(
+            "gateway",
+            gateway_listener,
+            keel_gateway::router(gateway),
+            gateway_cancel.clone(),
+            shared.clone(),
+        ));
+        let mut content_addrs = None;
+        if let Some(cc) = &config.content {
+            let svc = keel_content::ContentService::bind_with_metrics(
+                cc,
+                &data_dir.join("content"),
+                content_metrics.clone(),
+            )
+            .await?;
+            content_addrs = Some(svc.local_addrs());
+            let (token, shared) = (gateway_cancel.clone(), shared.clone());
+            gateway_task.spawn(async move {
+                if let Err(e) = svc.run(token.clone()).await {
+                    tracing::error!(error = %e, "content service stopped");
+                }
+                if !token.is_cancelled() {
+                    shared.failed.store(true, Ordering::SeqCst);
+                }
+            });
+        }
+        let admin_cancel = CancellationToken::new();
+        let mut admin_task = JoinSet::new();
+        admin_task.spawn(serve(
+            "admin",
+            admin_listener,
+            admin::router(shared.clone()),
+            admin_cancel.clone(),
+            shared.clone(),
+        ));
+        tracing::info!(gateway = %gateway_addr, admin = %admin_addr, data_dir = %data_dir.display(), "keel is up");
+        if let Some(a) = content_addrs {
+            tracing::info!(gateway = ?a.gateway, rpc = ?a.rpc, "content store is up");
+        }
+        Ok(Self {
+            gateway_addr,
+            admin_addr,
+            data_dir: data_dir.to_path_buf(),
+            shared,
+            gateway_cancel,
+            background_cancel,
+            admin_cancel,
+            gateway_task,
+            admin_task,
+            tracker,
+            devnet,
+            content_addrs,
+        })
+    }
+
+    /// Address the gateway listens on.
+    pub fn gateway_addr(&self) -> SocketAddr {
+        self.gateway_addr
+    }
+
+    /// Address the admin listener listens on.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Addresses of the content gateway and Kubo RPC listeners, when `[content]` is configured.
+    pub fn content_addrs(&self) -> Option<keel_content::LocalAddrs> {
+        self.content_addrs
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The chains served.
+    pub fn chains(&self) -> &Arc<ChainRegistry> {
+        &self.shared.registry
+    }
+
+    /// URLs of the devnet's nodes, when the devnet runs.
+    pub fn devnet_urls(&self) -> Vec<String> {
+        self.devnet.as_ref().map(Devnet::urls).unwrap_or_default()
+    }
+
+    /// The devnet's nodes (URL, pid, in lockstep), when the devnet runs.
+    pub fn devnet_nodes(&self) -> Vec<keel_devnet::DevnetNode> {
+        self.devnet.as_ref().map(Devnet::nodes).unwrap_or_default()
+    }
+
+    /// Whether every chain has an upstream that can serve and no critical task failed.
+    pub fn is_ready(&self) -> bool {
+        admin::ready(&self.shared).is_ok()
+    }
+
+    /// Resolves when a critical task (a listener) has failed.
+    pub async fn failed(&mut self) {
+        tokio::select! {
+            _ = self.gateway_task.join_next() => {}
+            _ = self.admin_task.join_next() => {}
+        }
+    }
+
+    /// Stops the node in the documented order, waiting at most `grace` for requests in flight.
+    pub async fn shutdown(mut self, grace: Duration) -> Result<(), NodeError> {
+        tracing::info!(grace = ?grace, "shutting down");
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.gateway_cancel.cancel();
+        let drained = tokio::time::timeout(grace, async {
+            while self.gateway_task.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("requests still in flight after the grace period; closing them");
+            self.gateway_task.abort_all();
+        }
+        self.background_cancel.cancel();
+        self.tracker.join().await;
+        if let Some(d) = self.devnet.take() {
+            d.join().await;
+        }
+        self.admin_cancel.cancel();
+        while self.admin_task.join_next().await.is_some() {}
+        tracing::info!("shutdown complete");
+        if drained.is_err() {
+            Err(NodeError::GraceExceeded(grace))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { what, addr, source })
+}
+
+fn local_addr(l: &TcpListener, what: &'static str) -> Result<SocketAddr, NodeError> {
+    l.local_addr().map_err(|source| NodeError::Bind {
+        what,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
+
+/// Serves `router` until `cancel`; an unexpected end marks the node failed.
+async fn serve(
+    what: &'static str,
+    listener: TcpListener,
+    router: axum::Router,
+    cancel: CancellationToken,
+    shared: Arc<Shared>,
+) {
+    let shutdown = cancel.clone();
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if !cancel.is_cancelled() {
+        shared.failed.store(true, Ordering::SeqCst);
+        tracing::error!(listener = what, error = ?result.err(), "listener stopped unexpectedly");
+    }
+}

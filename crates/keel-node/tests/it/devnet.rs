@@ -1,0 +1,134 @@
+//! The embedded devnet: `keel up` with defaults, driven by cast.
+
+use std::time::Duration;
+
+use keel_config::Config;
+use keel_testkit::{DEV_ADDR_1, DEV_KEY_0};
+use serde_json::json;
+
+use crate::support::{Running, call, cast};
+
+fn devnet_config() -> Config {
+    let mut c = Config::from_toml(Config::EMBEDDED_DEFAULT, "<embedded defaults>", &[]).unwrap();
+    c.gateway.listen = "127.0.0.1:0".parse().unwrap();
+    c.admin.listen = "127.0.0.1:0".parse().unwrap();
+    let d = c.devnet.as_mut().unwrap();
+    d.block_time = Duration::from_millis(300);
+    d.anvil = Some(keel_testkit::anvil());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cast_works_against_the_devnet_and_nodes_stay_identical() {
+    let r = Running::start(devnet_config()).await;
+    r.ready().await;
+    let url = r.rpc_url("devnet");
+    assert_eq!(cast(&["chain-id", "--rpc-url", &url]).await, "31337");
+    // Blocks are being mined by keel.
+    let first: u64 = cast(&["block-number", "--rpc-url", &url])
+        .await
+        .parse()
+        .unwrap();
+    assert!(
+        keel_testkit::eventually(Duration::from_secs(10), async || {
+            cast(&["block-number", "--rpc-url", &url])
+                .await
+                .parse::<u64>()
+                .unwrap()
+                > first
+        })
+        .await,
+        "the devnet does not mine"
+    );
+    let balance = cast(&["balance", DEV_ADDR_1, "--rpc-url", &url]).await;
+    assert_eq!(balance, "10000000000000000000000");
+    // A transaction through the gateway: cast waits for the receipt.
+    let receipt = cast(&[
+        "send",
+        "--private-key",
+        DEV_KEY_0,
+        DEV_ADDR_1,
+        "--value",
+        "1",
+        "--rpc-url",
+        &url,
+        "--json",
+    ])
+    .await;
+    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
+    let block = receipt["blockNumber"].as_str().unwrap().to_owned();
+    let balance = cast(&["balance", DEV_ADDR_1, "--rpc-url", &url]).await;
+    assert_eq!(balance, "10000000000000000000001");
+    // Every node has the same block with the same hash: the devnet mines in lockstep.
+    let urls = r.node.devnet_urls();
+    assert_eq!(urls.len(), 3);
+    let mut hashes = Vec::new();
+    for u in &urls {
+        let (_, _, v) = call(u, "eth_getBlockByNumber", json!([block, false])).await;
+        hashes.push(v["result"]["hash"].clone());
+    }
+    assert!(
+        hashes.iter().all(|h| h == &hashes[0] && h.is_string()),
+        "{hashes:?}"
+    );
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_devnet_node_is_restarted_and_catches_up() {
+    let r = Running::start(devnet_config()).await;
+    r.ready().await;
+    let url = r.rpc_url("devnet");
+    cast(&[
+        "send",
+        "--private-key",
+        DEV_KEY_0,
+        DEV_ADDR_1,
+        "--value",
+        "5",
+        "--rpc-url",
+        &url,
+    ])
+    .await;
+    let victim_node = r.node.devnet_nodes()[1].clone();
+    let victim = victim_node.url.clone();
+    assert!(victim_node.pid > 0 && victim_node.ready);
+    std::process::Command::new("kill")
+        .args(["-9", &victim_node.pid.to_string()])
+        .status()
+        .unwrap();
+    // It comes back on the same port with the same chain (replayed from a sibling).
+    let healthy = keel_testkit::eventually(Duration::from_secs(30), async || {
+        let a = keel_testkit::rpc(&r.node.devnet_urls()[0], "eth_getBlockByNumber", json!(["latest", false])).await;
+        let b = reqwest::Client::new()
+            .post(&victim)
+            .json(&json!({"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":[a["result"]["number"], false]}))
+            .send()
+            .await;
+        match b {
+            Ok(resp) => {
+                let b: serde_json::Value = resp.json().await.unwrap_or_default();
+                b["result"]["hash"] == a["result"]["hash"] && a["result"]["hash"].is_string()
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    assert!(healthy, "the restarted node did not catch up");
+    assert!(
+        eventually_ready(&r, 1).await,
+        "the restarted node did not rejoin mining"
+    );
+    assert_ne!(r.node.devnet_nodes()[1].pid, victim_node.pid);
+    let balance = cast(&["balance", DEV_ADDR_1, "--rpc-url", &victim]).await;
+    assert_eq!(balance, "10000000000000000000005");
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+async fn eventually_ready(r: &Running, i: usize) -> bool {
+    keel_testkit::eventually(Duration::from_secs(10), async || {
+        r.node.devnet_nodes()[i].ready
+    })
+    .await
+}

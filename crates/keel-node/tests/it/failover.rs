@@ -1,0 +1,210 @@
+//! Failover, lag and total outage against real anvil upstreams.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use keel_testkit::{Anvil, DEV_ADDR_0, config_for, eventually};
+use serde_json::json;
+
+use crate::support::{Running, call};
+
+const GENESIS: &[&str] = &["--timestamp", "1700000000"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_upstream_under_load_fails_no_request() {
+    let mut nodes = [
+        Anvil::start(GENESIS).await,
+        Anvil::start(GENESIS).await,
+        Anvil::start(GENESIS).await,
+    ];
+    let urls: Vec<String> = nodes.iter().map(Anvil::url).collect();
+    let r = Running::start(config_for(
+        "dev",
+        31337,
+        &[("a", &urls[0]), ("b", &urls[1]), ("c", &urls[2])],
+    ))
+    .await;
+    r.ready().await;
+    let url = r.rpc_url("dev");
+    let expected = call(&urls[0], "eth_getBalance", json!([DEV_ADDR_0, "latest"]))
+        .await
+        .2["result"]
+        .clone();
+
+    const TOTAL: usize = 2400;
+    const WORKERS: usize = 64;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::new();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..WORKERS {
+        let (sent, client, url, expected) =
+            (sent.clone(), client.clone(), url.clone(), expected.clone());
+        workers.spawn(async move {
+            let mut failures = Vec::new();
+            while sent.fetch_add(1, Ordering::SeqCst) < TOTAL {
+                let body = json!({"jsonrpc":"2.0","id":7,"method":"eth_getBalance","params":[DEV_ADDR_0, "latest"]});
+                match client.post(&url).json(&body).send().await {
+                    Ok(resp) => {
+                        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                        if v["result"] != expected {
+                            failures.push(v.to_string());
+                        }
+                    }
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            failures
+        });
+    }
+    // Kill one upstream while requests are in flight.
+    assert!(
+        eventually(Duration::from_secs(30), async || sent
+            .load(Ordering::SeqCst)
+            >= TOTAL / 4)
+        .await
+    );
+    nodes[1].kill().await;
+    let killed_at = Instant::now();
+    let mut failures = Vec::new();
+    while let Some(res) = workers.join_next().await {
+        failures.extend(res.unwrap());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} client requests failed, first: {}",
+        failures.len(),
+        failures[0]
+    );
+    assert!(sent.load(Ordering::SeqCst) >= TOTAL);
+    // The dead node is ejected, within a second of the kill under load.
+    assert!(
+        eventually(Duration::from_secs(5), async || r.state_of("b").await
+            == "ejected")
+        .await
+    );
+    let ejection = killed_at.elapsed();
+    println!("ejected within {ejection:?} of the kill");
+    // It comes back by itself once restarted.
+    nodes[1].restart().await;
+    assert!(
+        eventually(Duration::from_secs(10), async || r.state_of("b").await
+            == "healthy")
+        .await,
+        "restarted upstream did not re-enter: {:?}",
+        r.status().await
+    );
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_upstream_gets_no_head_reads_until_it_catches_up() {
+    let args = ["--no-mining", "--timestamp", "1700000000"];
+    let nodes = [
+        Anvil::start(&args).await,
+        Anvil::start(&args).await,
+        Anvil::start(&args).await,
+    ];
+    let urls: Vec<String> = nodes.iter().map(Anvil::url).collect();
+    let r = Running::start(config_for(
+        "dev",
+        31337,
+        &[("a", &urls[0]), ("b", &urls[1]), ("slow", &urls[2])],
+    ))
+    .await;
+    r.ready().await;
+    for u in &urls[..2] {
+        call(u, "anvil_mine", json!(["0x14"])).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(5), async || r.state_of("slow").await
+            == "degraded")
+        .await
+    );
+    let url = r.rpc_url("dev");
+    for _ in 0..100 {
+        let (status, headers, v) = call(&url, "eth_blockNumber", json!([])).await;
+        assert_eq!(status, 200);
+        assert_eq!(v["result"], "0x14", "a lagging node answered a head read");
+        assert_ne!(headers["x-keel-upstream"], "slow");
+    }
+    // A historical read may still go to it.
+    call(&urls[2], "anvil_mine", json!(["0x14"])).await;
+    assert!(
+        eventually(Duration::from_secs(5), async || r.state_of("slow").await
+            == "healthy")
+        .await
+    );
+    let mut served_by_slow = 0;
+    for _ in 0..200 {
+        let (_, headers, v) = call(&url, "eth_blockNumber", json!([])).await;
+        assert_eq!(v["result"], "0x14");
+        served_by_slow += usize::from(headers["x-keel-upstream"] == "slow");
+    }
+    assert!(
+        served_by_slow > 0,
+        "the recovered upstream never got traffic again"
+    );
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_upstreams_down_gives_a_clear_error_in_time_then_recovers() {
+    let mut nodes = [Anvil::start(GENESIS).await, Anvil::start(GENESIS).await];
+    let urls: Vec<String> = nodes.iter().map(Anvil::url).collect();
+    let mut config = config_for("dev", 31337, &[("a", &urls[0]), ("b", &urls[1])]);
+    config.gateway.request_timeout = Duration::from_secs(2);
+    let r = Running::start(config).await;
+    r.ready().await;
+    for n in &mut nodes {
+        n.kill().await;
+    }
+    let url = r.rpc_url("dev");
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (status, headers, v) = call(&url, "eth_chainId", json!([])).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "took {:?}",
+            started.elapsed()
+        );
+        let code = v["error"]["code"].as_i64().unwrap();
+        assert!([-32002, -32003].contains(&code), "{v}");
+        if code == -32002 {
+            assert_eq!(status, 503);
+            assert_eq!(headers["retry-after"], "1");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no healthy upstream"),
+                "{v}"
+            );
+        }
+    }
+    assert!(eventually(Duration::from_secs(5), async || !r.node.is_ready()).await);
+    let (status, _, v) = call(&url, "eth_chainId", json!([])).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_i64()),
+        (503, Some(-32002)),
+        "{v}"
+    );
+    nodes[0].restart().await;
+    assert!(
+        eventually(Duration::from_secs(10), async || call(
+            &url,
+            "eth_chainId",
+            json!([])
+        )
+        .await
+        .2["result"]
+            == "0x7a69")
+        .await,
+        "no recovery after an upstream returned"
+    );
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}

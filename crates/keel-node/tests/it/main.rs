@@ -1,0 +1,13 @@
+//! keel-node integration tests: a whole node against real anvil nodes and the real cast client.
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod devnet;
+mod edge;
+mod failover;
+mod support;
+mod upstreams;

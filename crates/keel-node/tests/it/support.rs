@@ -1,0 +1,107 @@
+//! Starting nodes and talking to them.
+
+use std::time::Duration;
+
+use keel_config::Config;
+use keel_node::{Node, StatusReport};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub struct Running {
+    pub node: Node,
+    pub _dir: TempDir,
+}
+
+impl Running {
+    pub async fn start(config: Config) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::bind(config, dir.path()).await.unwrap();
+        Self { node, _dir: dir }
+    }
+
+    pub fn rpc_url(&self, chain: &str) -> String {
+        format!("http://{}/rpc/{chain}", self.node.gateway_addr())
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://{}{path}", self.node.admin_addr())
+    }
+
+    pub async fn status(&self) -> StatusReport {
+        reqwest::get(self.admin("/status"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// State of upstream `name` in `/status`.
+    pub async fn state_of(&self, name: &str) -> String {
+        let s = self.status().await;
+        s.chains
+            .iter()
+            .flat_map(|c| &c.upstreams)
+            .find(|u| u["name"] == name)
+            .map(|u| u["state"].as_str().unwrap().to_owned())
+            .unwrap()
+    }
+
+    /// Waits until the node is ready.
+    pub async fn ready(&self) {
+        assert!(
+            keel_testkit::eventually(Duration::from_secs(20), async || self.node.is_ready()).await,
+            "node did not become ready: {:?}",
+            self.status().await
+        );
+    }
+}
+
+/// POSTs `body` and returns status, headers and parsed JSON (Null for an empty body).
+pub async fn post(
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| json!({"raw": text}))
+    };
+    (status, headers, v)
+}
+
+pub async fn call(
+    url: &str,
+    method: &str,
+    params: Value,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    post(
+        url,
+        json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string(),
+    )
+    .await
+}
+
+pub async fn cast(args: &[&str]) -> String {
+    let out = tokio::process::Command::new(keel_testkit::cast())
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cast {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

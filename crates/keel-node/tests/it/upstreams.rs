@@ -1,0 +1,111 @@
+//! Upstream checks: wrong chains refused, secrets never shown.
+
+use std::time::Duration;
+
+use keel_testkit::{Anvil, config_for, eventually};
+use serde_json::json;
+
+use crate::support::{Running, call};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_serving_another_chain_is_refused() {
+    let right = Anvil::start(&[]).await;
+    let wrong = Anvil::start(&["--chain-id", "999"]).await;
+    let r = Running::start(config_for(
+        "dev",
+        31337,
+        &[("right", &right.url()), ("wrong", &wrong.url())],
+    ))
+    .await;
+    r.ready().await;
+    assert!(
+        eventually(Duration::from_secs(5), async || r.state_of("wrong").await
+            == "refused")
+        .await
+    );
+    let url = r.rpc_url("dev");
+    for _ in 0..50 {
+        let (_, headers, v) = call(&url, "eth_chainId", json!([])).await;
+        assert_eq!(v["result"], "0x7a69");
+        assert_eq!(headers["x-keel-upstream"], "right");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_in_upstream_urls_never_reach_status_metrics_or_errors() {
+    let anvil = Anvil::start(&[]).await;
+    let port = anvil.url().rsplit(':').next().unwrap().to_owned();
+    let live = format!("http://user:LIVESECRET@127.0.0.1:{port}/");
+    let dead = "http://user:DEADSECRET@127.0.0.1:1/";
+    let mut config = config_for("dev", 31337, &[("live", &live), ("dead", dead)]);
+    config.gateway.request_timeout = Duration::from_secs(2);
+    let r = Running::start(config).await;
+    r.ready().await;
+    let url = r.rpc_url("dev");
+    for _ in 0..20 {
+        let (_, _, v) = call(&url, "eth_chainId", json!([])).await;
+        assert_eq!(v["result"], "0x7a69", "{v}");
+    }
+    let status = reqwest::get(r.admin("/status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = reqwest::get(r.admin("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(status.contains("http://127.0.0.1:1/…"), "{status}");
+    drop(anvil);
+    let (_, _, err) = call(&url, "eth_chainId", json!([])).await;
+    for text in [&status, &metrics, &err.to_string()] {
+        assert!(!text.contains("SECRET"), "secret leaked: {text}");
+    }
+    assert!(
+        metrics.contains(
+            "keel_rpc_requests_total{chain=\"dev\",method=\"eth_chainId\",outcome=\"ok\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keel_upstream_state{chain=\"dev\",upstream=\"dead\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_answer() {
+    let anvil = Anvil::start(&[]).await;
+    let r = Running::start(config_for("dev", 31337, &[("a", &anvil.url())])).await;
+    r.ready().await;
+    let get = |p: &str| reqwest::get(r.admin(p));
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let s = r.status().await;
+    assert!(s.ready);
+    assert_eq!(s.chains[0].chain_id, 31337);
+    assert_eq!(s.chains[0].upstreams[0]["state"], "healthy");
+    let metrics = get("/metrics").await.unwrap();
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = metrics.text().await.unwrap();
+    assert!(text.trim_end().ends_with("# EOF"));
+    drop(anvil);
+    assert!(
+        eventually(Duration::from_secs(5), async || get("/readyz")
+            .await
+            .unwrap()
+            .status()
+            == 503)
+        .await
+    );
+    let body = get("/readyz").await.unwrap().text().await.unwrap();
+    assert!(body.contains("chain dev has no healthy upstream"), "{body}");
+}
