@@ -1,0 +1,4 @@
+//! The `keel` binary as users run it: exit codes, messages, logs, signals.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod cli;
