@@ -394,76 +394,25 @@ pub(crate) fn run_manifest(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
             clock_skew,
             json,
         } => {
-            let ring = load_chain(&trust, &rotations)?;
-            let mut st = match &state {
-                Some(p) => Some(State::load(p)?),
-                None => None,
+            let args = VerifyArgs {
+                manifest,
+                trust,
+                rotations,
+                state,
+                content,
+                gateway,
+                gateway_timeout,
+                clock_skew,
+                json,
             };
-            if let Some(s) = &st {
-                s.check_policy(ring.policy.serial)?;
-            }
-            let opts = VerifyOptions {
-                now: SystemTime::now(),
-                max_clock_skew: clock_skew,
+            // Inputs that cannot be used at all exit 2, so CI can tell them from "not valid" (1).
+            return match verify_cmd(&args, &mut out) {
+                Ok(code) => Ok(code),
+                Err(e) => {
+                    writeln!(std::io::stderr(), "error: {e:#}")?;
+                    Ok(ExitCode::from(2))
+                }
             };
-            let (m, mut report) = keel_trust::verify_manifest_file(&manifest, &ring, &opts);
-            if let Some(m) = &m
-                && (content.is_some() || gateway.is_some())
-            {
-                if m.cid_profile != CID_PROFILE {
-                    report.push(keel_trust::Problem::InvalidManifest {
-                        reason: format!(
-                            "cid_profile {:?} is not {CID_PROFILE:?}, the only profile this keel checks content with",
-                            m.cid_profile
-                        ),
-                    });
-                } else {
-                    let import = keel_content::ImportOptions::default();
-                    let bar = if json {
-                        indicatif::ProgressBar::hidden()
-                    } else {
-                        progress_bar("checking")
-                    };
-                    let mut cid_of = |p: &Path| -> Result<String, String> {
-                        keel_content::cid_of_file(p, &import)
-                            .map(|c| c.to_string())
-                            .map_err(|e| e.to_string())
-                    };
-                    let mut progress = |done: usize, total: usize| {
-                        bar.set_length(total as u64);
-                        bar.set_position(done as u64);
-                    };
-                    let problems = match (&content, &gateway) {
-                        (Some(dir), _) => {
-                            keel_trust::check_content(m, dir, &mut cid_of, &mut progress)
-                        }
-                        (None, Some(url)) => {
-                            check_via_gateway(m, url, gateway_timeout, &mut cid_of, &mut progress)?
-                        }
-                        (None, None) => Vec::new(),
-                    };
-                    bar.finish_and_clear();
-                    report.extend(problems);
-                }
-            }
-            if let (Some(s), Some(path)) = (&mut st, &state) {
-                s.check_report(&mut report);
-                if report.valid {
-                    s.record(&report);
-                    s.save(path)?;
-                }
-            }
-            if json {
-                serde_json::to_writer_pretty(&mut out, &report)?;
-                writeln!(out)?;
-            } else {
-                print_report(&mut out, &manifest, &report)?;
-            }
-            return Ok(if report.valid {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -602,6 +551,101 @@ pub(crate) fn run_trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+struct VerifyArgs {
+    manifest: PathBuf,
+    trust: PathBuf,
+    rotations: Vec<PathBuf>,
+    state: Option<PathBuf>,
+    content: Option<PathBuf>,
+    gateway: Option<String>,
+    gateway_timeout: Duration,
+    clock_skew: Duration,
+    json: bool,
+}
+
+fn verify_cmd(args: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let VerifyArgs {
+        manifest,
+        trust,
+        rotations,
+        state,
+        content,
+        gateway,
+        gateway_timeout,
+        clock_skew,
+        json,
+    } = args;
+    let (gateway_timeout, clock_skew, json) = (*gateway_timeout, *clock_skew, *json);
+    let ring = load_chain(trust, rotations)?;
+    let mut st = match state {
+        Some(p) => Some(State::load(p)?),
+        None => None,
+    };
+    if let Some(s) = &st {
+        s.check_policy(ring.policy.serial)?;
+    }
+    let opts = VerifyOptions {
+        now: SystemTime::now(),
+        max_clock_skew: clock_skew,
+    };
+    let (m, mut report) = keel_trust::verify_manifest_file(manifest, &ring, &opts);
+    if let Some(m) = &m
+        && (content.is_some() || gateway.is_some())
+    {
+        if m.cid_profile != CID_PROFILE {
+            report.push(keel_trust::Problem::InvalidManifest {
+                reason: format!(
+                    "cid_profile {:?} is not {CID_PROFILE:?}, the only profile this keel checks content with",
+                    m.cid_profile
+                ),
+            });
+        } else {
+            let import = keel_content::ImportOptions::default();
+            let bar = if json {
+                indicatif::ProgressBar::hidden()
+            } else {
+                progress_bar("checking")
+            };
+            let mut cid_of = |p: &Path| -> Result<String, String> {
+                keel_content::cid_of_file(p, &import)
+                    .map(|c| c.to_string())
+                    .map_err(|e| e.to_string())
+            };
+            let mut progress = |done: usize, total: usize| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            };
+            let problems = match (content, gateway) {
+                (Some(dir), _) => keel_trust::check_content(m, dir, &mut cid_of, &mut progress),
+                (None, Some(url)) => {
+                    check_via_gateway(m, url, gateway_timeout, &mut cid_of, &mut progress)?
+                }
+                (None, None) => Vec::new(),
+            };
+            bar.finish_and_clear();
+            report.extend(problems);
+        }
+    }
+    if let (Some(s), Some(path)) = (&mut st, state) {
+        s.check_report(&mut report);
+        if report.valid {
+            s.record(&report);
+            s.save(path)?;
+        }
+    }
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &report)?;
+        writeln!(out)?;
+    } else {
+        print_report(out, manifest, &report)?;
+    }
+    Ok(if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The content importer profile used for manifest CIDs (`ImportOptions::default()`).
