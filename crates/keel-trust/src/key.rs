@@ -110,14 +110,22 @@ pub fn parse_public_key(hex: &str) -> Result<VerifyingKey> {
 /// Verifies an Ed25519 signature strictly (RFC 8032 §5.1.7 with canonical `S`, canonical `R`
 /// and `A`, and neither of small order). The C2SP/CCTV edge-case vectors are all rejected.
 pub fn verify_strict(key: &VerifyingKey, msg: &[u8], sig: &[u8; 64]) -> bool {
-    let sig = Signature::from_bytes(sig);
-    // verify_strict checks S < L and rejects small-order R and A; checking that the
-    // public key and R re-encode to the same bytes rejects the non-canonical encodings too.
+    // `VerifyingKey::verify_strict` checks S < L, rejects small-order R and A, and compares
+    // the encoding of the recomputed R with the given bytes (so a non-canonical R fails).
+    // On top: A must use its canonical encoding, and neither A nor R may have a small-order
+    // component (no honest signer produces one; refusing them makes the result independent
+    // of the verification equation used).
     let point = key.to_edwards();
     if point.compress().to_bytes() != *key.as_bytes() || !point.is_torsion_free() {
         return false;
     }
-    key.verify_strict(msg, &sig).is_ok()
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&sig[..32]);
+    match curve25519_dalek::edwards::CompressedEdwardsY(r).decompress() {
+        Some(p) if p.is_torsion_free() && p.compress().to_bytes() == r => {}
+        _ => return false,
+    }
+    key.verify_strict(msg, &Signature::from_bytes(sig)).is_ok()
 }
 
 /// The public half as stored in `NAME.pub`.
