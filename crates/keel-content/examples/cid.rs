@@ -1,6 +1,6 @@
 //! Prints the CID of each file (only-hash import), for benchmarks:
 //! `cargo run --release -p keel-content --example cid -- [--profile NAME] FILE...`
-//! Set RAYON_NUM_THREADS to bound the hashing threads.
+//! Hashing uses one thread per CPU the process may run on; bound it with `taskset`.
 
 use std::io::Write;
 

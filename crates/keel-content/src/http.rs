@@ -25,6 +25,8 @@ use crate::store::Blockstore;
 
 /// Most blocking store jobs (reads, imports) running at once per listener.
 const MAX_JOBS: usize = 64;
+/// Most RPC uploads (`add`) in progress at once per listener; more get 503.
+const MAX_UPLOADS: usize = 16;
 /// Chunks buffered between a blocking producer and the HTTP body.
 const BODY_CHANNEL: usize = 8;
 /// Bytes gathered before a chunk is handed to the body.
@@ -36,6 +38,7 @@ pub(crate) struct AppState {
     pub(crate) bs: Blockstore,
     pub(crate) metrics: Arc<Metrics>,
     jobs: Arc<Semaphore>,
+    pub(crate) uploads: Arc<Semaphore>,
     pub(crate) missing_block_timeout: Duration,
     pub(crate) max_upload: u64,
 }
@@ -46,6 +49,7 @@ impl AppState {
             metrics: bs.metrics().clone(),
             bs,
             jobs: Arc::new(Semaphore::new(MAX_JOBS)),
+            uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
             missing_block_timeout,
             max_upload,
         }

@@ -1,7 +1,7 @@
 //! The UnixFS importer: bytes and directory trees in, Kubo-identical DAGs out.
 //!
 //! Files are cut by a fixed-size chunker and laid out as Kubo's balanced DAG. A reader thread
-//! fills batches of chunks while rayon hashes the previous batch on every core; the builder then
+//! fills batches of chunks while scoped threads hash the previous batch on every core; the builder then
 //! folds leaves into parents as soon as a node has `max_links` children. At most three batches
 //! (≤ 8 MiB each) are in memory whatever the file size.
 
@@ -11,11 +11,10 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use cid::Cid;
-use rayon::prelude::*;
 
 use crate::Error;
 use crate::block::{DAG_PB, RAW, cid_for};
-use crate::pb::{DataType, PbLink, UnixFsData, encode_node};
+use crate::pb::{DataType, PbLink, UnixFsData, encode_node, put_varint};
 
 /// Kubo's default chunk size (`size-262144`).
 pub const DEFAULT_CHUNK_SIZE: usize = 262_144;
@@ -194,6 +193,7 @@ pub fn import_reader<R: Read + Send>(
     let (full_tx, full_rx) = mpsc::sync_channel::<std::io::Result<Vec<Vec<u8>>>>(1);
     let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<Vec<u8>>>(2);
     let mut total = 0u64;
+    let threads = hash_threads();
     std::thread::scope(|s| -> Result<(), Error> {
         s.spawn(move || {
             let mut eof = false;
@@ -236,10 +236,7 @@ pub fn import_reader<R: Read + Send>(
                 continue;
             }
             saw_chunk = true;
-            let leaves: Vec<Pending> = batch
-                .par_iter()
-                .map(|c| leaf(c, opts, sink))
-                .collect::<Result<_, _>>()?;
+            let leaves = hash_batch(&batch, opts, sink, threads)?;
             for l in leaves {
                 total += l.file_size;
                 tree.push(0, l)?;
@@ -258,6 +255,45 @@ pub fn import_reader<R: Read + Send>(
         cid: root.cid,
         tsize: root.tsize,
         file_size: root.file_size,
+    })
+}
+
+/// Threads that hash leaves: the CPUs this process may run on (honours `taskset` and cgroup
+/// limits), at most 8.
+fn hash_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8)
+}
+
+/// Hashes (and stores) the leaves of one batch, split across `threads` scoped threads. Scoped
+/// threads that exit after each batch never spin while idle, unlike a work-stealing pool.
+fn hash_batch(
+    batch: &[Vec<u8>],
+    opts: &ImportOptions,
+    sink: &dyn BlockSink,
+    threads: usize,
+) -> Result<Vec<Pending>, Error> {
+    let run = |part: &[Vec<u8>]| -> Result<Vec<Pending>, Error> {
+        part.iter().map(|c| leaf(c, opts, sink)).collect()
+    };
+    if threads <= 1 || batch.len() < 2 {
+        return run(batch);
+    }
+    let per = batch.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let mut parts = batch.chunks(per);
+        let first = parts.next().unwrap_or_default();
+        let handles: Vec<_> = parts.map(|p| s.spawn(move || run(p))).collect();
+        let mut out = run(first)?;
+        for h in handles {
+            out.extend(
+                h.join()
+                    .map_err(|_| Error::Task("hashing thread panicked".to_owned()))??,
+            );
+        }
+        Ok(out)
     })
 }
 
@@ -284,20 +320,44 @@ fn leaf(data: &[u8], opts: &ImportOptions, sink: &dyn BlockSink) -> Result<Pendi
             file_size: data.len() as u64,
         });
     }
-    let fs = UnixFsData {
-        kind: DataType::File,
-        data: (!data.is_empty()).then(|| data.to_vec()),
-        filesize: Some(data.len() as u64),
-        blocksizes: Vec::new(),
-    };
-    let block = encode_node(&[], Some(&fs.encode()));
-    let cid = cid_for(opts.cid_version, DAG_PB, &block);
-    sink.put(&cid, &block)?;
-    Ok(Pending {
-        cid,
-        tsize: block.len() as u64,
-        file_size: data.len() as u64,
+    // Encode PBNode{Data: UnixFS{Type: File, Data: chunk, filesize}} straight into a reused
+    // per-thread buffer: one copy of the chunk, no allocation per leaf.
+    thread_local! {
+        static LEAF_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LEAF_BUF.with(|cell| {
+        let mut block = cell.borrow_mut();
+        encode_file_leaf(&mut block, data);
+        let cid = cid_for(opts.cid_version, DAG_PB, &block);
+        sink.put(&cid, &block)?;
+        Ok(Pending {
+            cid,
+            tsize: block.len() as u64,
+            file_size: data.len() as u64,
+        })
     })
+}
+
+/// The dag-pb leaf Kubo writes for a chunk, identical to
+/// `encode_node(&[], Some(&UnixFsData{File, data, filesize}.encode()))`.
+fn encode_file_leaf(out: &mut Vec<u8>, data: &[u8]) {
+    let n = data.len() as u64;
+    let mut head = Vec::with_capacity(24);
+    head.extend_from_slice(&[0x08, 0x02]);
+    if !data.is_empty() {
+        head.push(0x12);
+        put_varint(&mut head, n);
+    }
+    let mut tail = vec![0x18];
+    put_varint(&mut tail, n);
+    let inner = (head.len() + data.len() + tail.len()) as u64;
+    out.clear();
+    out.reserve(inner as usize + 12);
+    out.push(0x0a);
+    put_varint(out, inner);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(data);
+    out.extend_from_slice(&tail);
 }
 
 /// Kubo's balanced layout, built bottom-up as leaves stream in.
@@ -587,6 +647,22 @@ mod tests {
             only(b"hello world\n", &d),
             "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
         );
+    }
+
+    #[test]
+    fn fast_leaf_encoding_matches_generic_encoder() {
+        for len in [0usize, 1, 127, 128, 16_383, 16_384, 262_144] {
+            let data = vec![7u8; len];
+            let fs = UnixFsData {
+                kind: DataType::File,
+                data: (!data.is_empty()).then(|| data.clone()),
+                filesize: Some(len as u64),
+                blocksizes: Vec::new(),
+            };
+            let mut fast = Vec::new();
+            encode_file_leaf(&mut fast, &data);
+            assert_eq!(fast, encode_node(&[], Some(&fs.encode())), "len {len}");
+        }
     }
 
     #[test]

@@ -225,8 +225,17 @@ async fn add(State(st): State<AppState>, RawQuery(raw): RawQuery, mp: Multipart)
         Ok(f) => f,
         Err(e) => return err(&e),
     };
+    // Each upload runs in its own task (the response streams while the body is read); the
+    // number of such tasks is bounded.
+    let Ok(permit) = st.uploads.clone().try_acquire_owned() else {
+        return kubo_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many uploads in progress; retry later",
+        );
+    };
     let (tx, mut rx) = mpsc::channel::<serde_json::Value>(16);
     tokio::spawn(async move {
+        let _permit = permit;
         let res = add_parts(&st, mp, &opts, only_hash, pin, wrap, quieter, &tx).await;
         if let Err(e) = res {
             let _ = tx

@@ -214,3 +214,52 @@ fn huge_flat_directory_gets_clear_error() {
         "{e}"
     );
 }
+
+/// A sink that stores through the blockstore until the "disk" is full.
+struct FullDisk<'a> {
+    bs: &'a Blockstore,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl keel_content::importer::BlockSink for FullDisk<'_> {
+    fn put(&self, cid: &cid::Cid, data: &[u8]) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        if self
+            .left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_err()
+        {
+            return Err(Error::Io {
+                path: self.bs.block_path(cid),
+                source: std::io::Error::from_raw_os_error(28), // ENOSPC
+            });
+        }
+        self.bs.put_verified(cid, data)
+    }
+}
+
+#[test]
+fn disk_full_mid_import_is_a_clean_error_and_store_stays_consistent() {
+    let (_t, bs) = store();
+    let sink = FullDisk {
+        bs: &bs,
+        left: std::sync::atomic::AtomicUsize::new(5),
+    };
+    let e = import_reader(
+        &data(20 * 262_144, 4)[..],
+        &ImportOptions::default(),
+        &sink,
+        &|_| {},
+    )
+    .expect_err("disk full");
+    assert!(e.to_string().contains("No space left on device"), "{e}");
+    let rep = bs.verify_all().expect("verify");
+    assert!(rep.corrupt.is_empty() && rep.stray.is_empty());
+    assert_eq!(rep.checked, 5);
+    assert_eq!(
+        std::fs::read_dir(bs.root().join("tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+}
