@@ -119,6 +119,12 @@ pub fn verify_strict(key: &VerifyingKey, msg: &[u8], sig: &[u8; 64]) -> bool {
     if point.compress().to_bytes() != *key.as_bytes() || !point.is_torsion_free() {
         return false;
     }
+    verify_strict_checked_key(key, msg, sig)
+}
+
+/// [`verify_strict`] for a key that already passed [`parse_public_key`] (keys in a
+/// [`crate::Keyring`]): skips re-checking the key.
+pub(crate) fn verify_strict_checked_key(key: &VerifyingKey, msg: &[u8], sig: &[u8; 64]) -> bool {
     let mut r = [0u8; 32];
     r.copy_from_slice(&sig[..32]);
     match curve25519_dalek::edwards::CompressedEdwardsY(r).decompress() {

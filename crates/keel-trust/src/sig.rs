@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{from_hex, to_hex};
-use crate::key::{KeyId, PublicKey, SecretKey, verify_strict};
+use crate::key::{KeyId, PublicKey, SecretKey, verify_strict, verify_strict_checked_key};
 
 /// One signature as stored in a document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +104,8 @@ pub(crate) fn tally(
                     let name = Some(k.name.clone());
                     match sig_bytes(&s.sig) {
                         None => (SignatureStatus::Malformed, name),
-                        Some(b) if verify_strict(&k.key, msg, &b) => {
+                        // Keys in a keyring passed parse_public_key.
+                        Some(b) if verify_strict_checked_key(&k.key, msg, &b) => {
                             if t.valid.insert(id) {
                                 (SignatureStatus::Valid, name)
                             } else {

@@ -54,7 +54,7 @@ fn arb_manifest() -> impl Strategy<Value = Manifest> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
     fn any_single_byte_change_to_signed_content_is_detected(m in arb_manifest(), pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
