@@ -3,7 +3,7 @@
 //! Files are cut by a fixed-size chunker and laid out as Kubo's balanced DAG. A reader thread
 //! fills batches of chunks while scoped threads hash the previous batch on every core; the builder then
 //! folds leaves into parents as soon as a node has `max_links` children. At most three batches
-//! (≤ 8 MiB each) are in memory whatever the file size.
+//! (4 MiB, or one chunk per hashing thread if larger) are in memory whatever the file size.
 
 use std::fs::File;
 use std::io::Read;
@@ -11,6 +11,8 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use cid::Cid;
+
+use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::block::{DAG_PB, RAW, cid_for};
@@ -25,7 +27,7 @@ pub const MAX_CHUNK_SIZE: usize = 1 << 20;
 /// Size above which Kubo turns a flat directory into a HAMT shard.
 pub const HAMT_THRESHOLD: usize = 262_144;
 /// Bytes of chunk data per batch handed to the hashing threads.
-const BATCH_BYTES: usize = 8 << 20;
+const BATCH_BYTES: usize = 4 << 20;
 
 /// How a directory's size is estimated against [`HAMT_THRESHOLD`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +134,12 @@ impl ImportOptions {
 pub trait BlockSink: Sync {
     /// Stores one block whose CID was computed from `data`.
     fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error>;
+
+    /// Whether `put` needs the bytes; `false` lets the importer hash leaves without
+    /// assembling their blocks (only-hash).
+    fn wants_blocks(&self) -> bool {
+        true
+    }
 }
 
 /// Discards blocks (`--only-hash`).
@@ -141,6 +149,10 @@ pub struct NullSink;
 impl BlockSink for NullSink {
     fn put(&self, _: &Cid, _: &[u8]) -> Result<(), Error> {
         Ok(())
+    }
+
+    fn wants_blocks(&self) -> bool {
+        false
     }
 }
 
@@ -184,7 +196,8 @@ pub fn import_reader<R: Read + Send>(
 ) -> Result<Imported, Error> {
     opts.validate()?;
     let chunk = opts.chunk_size;
-    let per_batch = (BATCH_BYTES / chunk).max(1);
+    let threads = hash_threads();
+    let per_batch = (BATCH_BYTES / chunk).max(threads);
     let mut tree = FileTree {
         levels: Vec::new(),
         opts,
@@ -193,7 +206,6 @@ pub fn import_reader<R: Read + Send>(
     let (full_tx, full_rx) = mpsc::sync_channel::<std::io::Result<Vec<Vec<u8>>>>(1);
     let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<Vec<u8>>>(2);
     let mut total = 0u64;
-    let threads = hash_threads();
     std::thread::scope(|s| -> Result<(), Error> {
         s.spawn(move || {
             let mut eof = false;
@@ -320,6 +332,26 @@ fn leaf(data: &[u8], opts: &ImportOptions, sink: &dyn BlockSink) -> Result<Pendi
             file_size: data.len() as u64,
         });
     }
+    if !sink.wants_blocks() {
+        // Only-hash: feed the framing and the chunk to SHA-256 without copying the chunk.
+        let (head, tail) = file_leaf_framing(data.len());
+        let mut h = Sha256::new();
+        h.update(&head);
+        h.update(data);
+        h.update(&tail);
+        let digest = h.finalize();
+        let mh = cid::multihash::Multihash::<64>::wrap(crate::block::SHA2_256, &digest)
+            .map_err(|e| Error::Task(format!("multihash: {e}")))?;
+        let cid = match opts.cid_version {
+            cid::Version::V0 => Cid::new_v0(mh).map_err(|e| Error::Task(format!("cid: {e}")))?,
+            cid::Version::V1 => Cid::new_v1(DAG_PB, mh),
+        };
+        return Ok(Pending {
+            cid,
+            tsize: (head.len() + data.len() + tail.len()) as u64,
+            file_size: data.len() as u64,
+        });
+    }
     // Encode PBNode{Data: UnixFS{Type: File, Data: chunk, filesize}} straight into a reused
     // per-thread buffer: one copy of the chunk, no allocation per leaf.
     thread_local! {
@@ -341,23 +373,31 @@ fn leaf(data: &[u8], opts: &ImportOptions, sink: &dyn BlockSink) -> Result<Pendi
 /// The dag-pb leaf Kubo writes for a chunk, identical to
 /// `encode_node(&[], Some(&UnixFsData{File, data, filesize}.encode()))`.
 fn encode_file_leaf(out: &mut Vec<u8>, data: &[u8]) {
-    let n = data.len() as u64;
-    let mut head = Vec::with_capacity(24);
-    head.extend_from_slice(&[0x08, 0x02]);
-    if !data.is_empty() {
-        head.push(0x12);
-        put_varint(&mut head, n);
-    }
-    let mut tail = vec![0x18];
-    put_varint(&mut tail, n);
-    let inner = (head.len() + data.len() + tail.len()) as u64;
+    let (head, tail) = file_leaf_framing(data.len());
     out.clear();
-    out.reserve(inner as usize + 12);
-    out.push(0x0a);
-    put_varint(out, inner);
+    out.reserve(head.len() + data.len() + tail.len());
     out.extend_from_slice(&head);
     out.extend_from_slice(data);
     out.extend_from_slice(&tail);
+}
+
+/// The bytes before and after the chunk in a dag-pb file leaf.
+fn file_leaf_framing(len: usize) -> (Vec<u8>, Vec<u8>) {
+    let n = len as u64;
+    let mut unixfs_head = Vec::with_capacity(16);
+    unixfs_head.extend_from_slice(&[0x08, 0x02]);
+    if len > 0 {
+        unixfs_head.push(0x12);
+        put_varint(&mut unixfs_head, n);
+    }
+    let mut tail = vec![0x18];
+    put_varint(&mut tail, n);
+    let inner = (unixfs_head.len() + len + tail.len()) as u64;
+    let mut head = Vec::with_capacity(24);
+    head.push(0x0a);
+    put_varint(&mut head, inner);
+    head.extend_from_slice(&unixfs_head);
+    (head, tail)
 }
 
 /// Kubo's balanced layout, built bottom-up as leaves stream in.
@@ -662,6 +702,28 @@ mod tests {
             let mut fast = Vec::new();
             encode_file_leaf(&mut fast, &data);
             assert_eq!(fast, encode_node(&[], Some(&fs.encode())), "len {len}");
+        }
+    }
+
+    #[test]
+    fn only_hash_path_equals_storing_path() {
+        struct Keep;
+        impl BlockSink for Keep {
+            fn put(&self, _: &Cid, _: &[u8]) -> Result<(), Error> {
+                Ok(())
+            }
+        }
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        for o in [
+            ImportOptions::default(),
+            ImportOptions {
+                cid_version: cid::Version::V1,
+                ..ImportOptions::default()
+            },
+        ] {
+            let a = import_reader(&data[..], &o, &NullSink, &|_| {}).expect("a");
+            let b = import_reader(&data[..], &o, &Keep, &|_| {}).expect("b");
+            assert_eq!(a, b);
         }
     }
 
