@@ -78,17 +78,26 @@ pub fn hash_file(path: &Path) -> Result<(Sha256Hex, u64)> {
     Ok((Sha256Hex(h.finalize().into()), size))
 }
 
-/// Builds entries for every file under `dir`: CID from `cid_of`, size and SHA-256 computed
-/// here. `progress` is called with (files done, files total).
+/// Builds entries for every file under `dir` except those in `exclude` (e.g. the manifest
+/// being written into the same directory): CID from `cid_of`, size and SHA-256 computed here.
+/// `progress` is called with (files done, files total).
 ///
 /// # Errors
 /// Listing and I/O errors; a CID failure is [`Error::InvalidManifest`] naming the file.
 pub fn entries_from_dir(
     dir: &Path,
+    exclude: &[PathBuf],
     cid_of: &mut CidFn<'_>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Entry>> {
-    let files = list_files(dir)?;
+    let excluded: Vec<PathBuf> = exclude
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    let mut files = list_files(dir)?;
+    if !excluded.is_empty() {
+        files.retain(|(_, p)| std::fs::canonicalize(p).map_or(true, |c| !excluded.contains(&c)));
+    }
     let total = files.len();
     let mut out = Vec::with_capacity(total);
     for (i, (rel, path)) in files.into_iter().enumerate() {

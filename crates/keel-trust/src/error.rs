@@ -114,7 +114,7 @@ pub enum Error {
     /// Deriving the key from the password failed.
     #[error("Argon2id key derivation failed: {0}")]
     Kdf(String),
-    /// The passwords is empty.
+    /// The password is empty.
     #[error("the password is empty; choose a password (a long passphrase is best)")]
     EmptyPassword,
     /// A public key is not a usable Ed25519 key.

@@ -318,10 +318,12 @@ pub(crate) fn run_manifest(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
                     .map(|c| c.to_string())
                     .map_err(|e| e.to_string())
             };
-            let entries = keel_trust::entries_from_dir(&dir, &mut cid_of, &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            })?;
+            let exclude = [output.clone()];
+            let entries =
+                keel_trust::entries_from_dir(&dir, &exclude, &mut cid_of, &mut |done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                })?;
             bar.finish_and_clear();
             let count = entries.len();
             let m = Manifest::new(

@@ -15,8 +15,15 @@ fn create_from_dir_and_check_bytes() {
     std::fs::create_dir_all(dir.path().join("sub")).unwrap();
     std::fs::write(dir.path().join("a.txt"), b"hello").unwrap();
     std::fs::write(dir.path().join("sub/b.bin"), b"world!").unwrap();
+    std::fs::write(dir.path().join("manifest.json"), b"{}").unwrap();
     let mut seen = 0;
-    let entries = entries_from_dir(dir.path(), &mut fake_cid, &mut |done, _| seen = done).unwrap();
+    let entries = entries_from_dir(
+        dir.path(),
+        &[dir.path().join("manifest.json")],
+        &mut fake_cid,
+        &mut |done, _| seen = done,
+    )
+    .unwrap();
     assert_eq!(seen, 2);
     let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["a.txt", "sub/b.bin"]);
