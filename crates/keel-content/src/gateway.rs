@@ -20,11 +20,12 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use crate::Error;
 use crate::block::check_supported;
-use crate::http::{AppState, Query, percent_decode};
+use crate::http::{AppState, CachedFile, Query, percent_decode};
 use crate::unixfs::{self, EntryKind, Node};
 
 const IMMUTABLE: &str = "public, max-age=29030400, immutable";
@@ -135,6 +136,35 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
     let path: Vec<String> = segs[1..].to_vec();
     let trailing_slash = uri.path().ends_with('/');
 
+    // Fast path: a small file verified earlier and kept in memory.
+    if path.is_empty()
+        && format != Format::Car
+        && (format == Format::UnixFs || cid.codec() == crate::block::RAW)
+        && let Some(f) = st.cache.get(&cid)
+    {
+        let etag = if format == Format::Raw {
+            format!("\"{cid}.raw\"")
+        } else {
+            format!("\"{cid}\"")
+        };
+        if not_modified(&headers, &etag) {
+            return not_modified_response(&etag);
+        }
+        if format == Format::Raw {
+            let mut r = Response::new(if head {
+                Body::empty()
+            } else {
+                Body::from(f.data.clone())
+            });
+            let h = r.headers_mut();
+            common_headers(h, &etag, &uri);
+            set(h, header::CONTENT_TYPE, "application/vnd.ipld.raw");
+            set(h, header::CONTENT_LENGTH, &f.data.len().to_string());
+            return r;
+        }
+        return bytes_response(&f.data, &f.content_type, &etag, &headers, &uri, head);
+    }
+
     // Resolve the path (and, for UnixFS, sniff the first bytes) within the deadline.
     let resolved = tokio::time::timeout(
         st.missing_block_timeout,
@@ -192,9 +222,18 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
             }
             let c = node.cid;
             let block = match st.blocking(move |bs| bs.get(&c)).await {
-                Ok(b) => b,
+                Ok(b) => Bytes::from(b),
                 Err(e) => return error_response(&e),
             };
+            if c.codec() == crate::block::RAW {
+                st.cache.insert(
+                    c,
+                    CachedFile {
+                        data: block.clone(),
+                        content_type: content_type("", &block[..block.len().min(512)]),
+                    },
+                );
+            }
             let mut r = Response::new(if head {
                 Body::empty()
             } else {
@@ -407,6 +446,20 @@ async fn serve_file(
         return not_modified_response(&etag);
     }
     let size = node.size;
+    if node.links.is_empty() && node.data.len() as u64 == size {
+        // Single-block file: its bytes are already in memory and verified.
+        let data = Bytes::from(node.data);
+        if etag_node.cid == node.cid {
+            st.cache.insert(
+                node.cid,
+                CachedFile {
+                    data: data.clone(),
+                    content_type: content_type("", sniff),
+                },
+            );
+        }
+        return bytes_response(&data, &content_type(name, sniff), &etag, headers, uri, head);
+    }
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, end) = match parse_range(range, size) {
         Ok(None) => (StatusCode::OK, 0, size),
@@ -441,6 +494,55 @@ async fn serve_file(
     let h = r.headers_mut();
     common_headers(h, &etag, uri);
     set(h, header::CONTENT_TYPE, &content_type(name, sniff));
+    set(h, header::ACCEPT_RANGES, "bytes");
+    set(h, header::CONTENT_LENGTH, &(end - start).to_string());
+    if status == StatusCode::PARTIAL_CONTENT {
+        set(
+            h,
+            header::CONTENT_RANGE,
+            &format!("bytes {start}-{}/{size}", end - 1),
+        );
+    }
+    r
+}
+
+/// Serves an in-memory file with ranges and conditional headers already applied by the caller.
+fn bytes_response(
+    data: &Bytes,
+    ctype: &str,
+    etag: &str,
+    headers: &HeaderMap,
+    uri: &http::Uri,
+    head: bool,
+) -> Response {
+    if not_modified(headers, etag) {
+        return not_modified_response(etag);
+    }
+    let size = data.len() as u64;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, end) = match parse_range(range, size) {
+        Ok(None) => (StatusCode::OK, 0, size),
+        Ok(Some((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e),
+        Err(()) => {
+            let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            set(
+                r.headers_mut(),
+                header::CONTENT_RANGE,
+                &format!("bytes */{size}"),
+            );
+            return r;
+        }
+    };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(data.slice(start as usize..end as usize))
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    common_headers(h, etag, uri);
+    set(h, header::CONTENT_TYPE, ctype);
     set(h, header::ACCEPT_RANGES, "bytes");
     set(h, header::CONTENT_LENGTH, &(end - start).to_string());
     if status == StatusCode::PARTIAL_CONTENT {

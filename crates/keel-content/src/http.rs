@@ -27,6 +27,70 @@ use crate::store::Blockstore;
 const MAX_JOBS: usize = 64;
 /// Most RPC uploads (`add`) in progress at once per listener; more get 503.
 const MAX_UPLOADS: usize = 16;
+/// Bytes of verified single-block files the gateway keeps in memory.
+const CACHE_BYTES: usize = 64 << 20;
+/// Largest file the cache holds.
+const CACHE_MAX_ENTRY: usize = 2 << 20;
+
+/// A verified single-block file, kept in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedFile {
+    /// The file's bytes (for a raw CID also the block itself).
+    pub(crate) data: Bytes,
+    /// Content type sniffed from the bytes.
+    pub(crate) content_type: String,
+}
+
+/// A bounded FIFO cache of small files whose blocks were verified when loaded, so hot content
+/// is served without touching disk. Keyed by CID.
+#[derive(Debug)]
+pub(crate) struct FileCache {
+    budget: usize,
+    inner: Mutex<(
+        HashMap<cid::Cid, CachedFile>,
+        std::collections::VecDeque<cid::Cid>,
+        usize,
+    )>,
+}
+
+impl FileCache {
+    fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            inner: Mutex::new((HashMap::new(), std::collections::VecDeque::new(), 0)),
+        }
+    }
+
+    pub(crate) fn get(&self, cid: &cid::Cid) -> Option<CachedFile> {
+        self.inner.lock().ok()?.0.get(cid).cloned()
+    }
+
+    pub(crate) fn insert(&self, cid: cid::Cid, file: CachedFile) {
+        let size = file.data.len();
+        if size > CACHE_MAX_ENTRY {
+            return;
+        }
+        let Ok(mut g) = self.inner.lock() else {
+            return;
+        };
+        let (map, order, used) = &mut *g;
+        if map.contains_key(&cid) {
+            return;
+        }
+        while *used + size > self.budget {
+            let Some(old) = order.pop_front() else {
+                break;
+            };
+            if let Some(f) = map.remove(&old) {
+                *used -= f.data.len();
+            }
+        }
+        *used += size;
+        order.push_back(cid);
+        map.insert(cid, file);
+    }
+}
+
 /// Chunks buffered between a blocking producer and the HTTP body.
 const BODY_CHANNEL: usize = 8;
 /// Bytes gathered before a chunk is handed to the body.
@@ -41,6 +105,7 @@ pub(crate) struct AppState {
     pub(crate) uploads: Arc<Semaphore>,
     pub(crate) missing_block_timeout: Duration,
     pub(crate) max_upload: u64,
+    pub(crate) cache: Arc<FileCache>,
 }
 
 impl AppState {
@@ -52,6 +117,7 @@ impl AppState {
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
             missing_block_timeout,
             max_upload,
+            cache: Arc::new(FileCache::new(CACHE_BYTES)),
         }
     }
 

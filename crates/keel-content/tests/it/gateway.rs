@@ -319,3 +319,45 @@ async fn per_ip_rate_limit() {
     );
     assert_eq!(f.bs.metrics().rate_limited.get(), 1);
 }
+
+#[tokio::test]
+async fn small_files_are_served_from_the_verified_cache() {
+    let f = fixture(ContentConfig::default());
+    let small = keel_content::importer::import_reader(
+        &b"cached bytes"[..],
+        &ImportOptions::cid_v1(),
+        &f.bs,
+        &|_| {},
+    )
+    .expect("add")
+    .cid;
+    let uri = format!("/ipfs/{small}");
+    let (p, body) = send(&f.app, get(&uri)).await;
+    assert_eq!(
+        (p.status, body.as_slice()),
+        (StatusCode::OK, &b"cached bytes"[..])
+    );
+    // Once verified and cached, the bytes come from memory: remove the block file to prove it.
+    std::fs::remove_file(f.bs.block_path(&small)).expect("rm");
+    let req = Request::get(&uri)
+        .header(header::RANGE, "bytes=7-")
+        .body(Body::empty())
+        .expect("req");
+    let (p, body) = send(&f.app, req).await;
+    assert_eq!(
+        (p.status, body.as_slice()),
+        (StatusCode::PARTIAL_CONTENT, &b"bytes"[..])
+    );
+    assert_eq!(p.headers[header::ETAG], format!("\"{small}\"").as_str());
+    let (p, body) = send(&f.app, get(&format!("{uri}?format=raw"))).await;
+    assert_eq!(
+        (p.status, body.as_slice()),
+        (StatusCode::OK, &b"cached bytes"[..])
+    );
+    // A fresh router (empty cache) sees that the block is gone.
+    let fresh = gateway_router(&ContentConfig::default(), f.bs.clone());
+    assert_eq!(
+        send(&fresh, get(&uri)).await.0.status,
+        StatusCode::NOT_FOUND
+    );
+}
