@@ -295,6 +295,23 @@ mod tests {
     }
 
     #[test]
+    fn a_released_probe_lets_the_next_call_probe() {
+        let h = health();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            h.record_failure(t0);
+        }
+        let later = t0 + Duration::from_millis(100);
+        assert_eq!(h.admit(later), Admission::Probe);
+        h.release_probe(later);
+        assert_eq!(
+            h.admit(later),
+            Admission::Probe,
+            "a cancelled probe must not block recovery"
+        );
+    }
+
+    #[test]
     fn success_resets_consecutive_failures() {
         let h = health();
         let now = Instant::now();

@@ -62,6 +62,20 @@ pub struct UpstreamStatus {
     pub health: HealthSnapshot,
 }
 
+/// Releases an unfinished probe when dropped.
+struct ProbeGuard<'a> {
+    health: &'a Health,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.health.release_probe(Instant::now());
+        }
+    }
+}
+
 /// RAII slot of the in-flight limit.
 struct Slot<'a>(&'a AtomicUsize);
 
@@ -170,7 +184,10 @@ impl Upstream {
             .then(|| self.reported_chain_id.load(Ordering::Relaxed))
     }
 
-    pub(crate) fn set_chain_check(&self, reported: u64, ok: bool) {
+    /// Records the chain id the upstream reported and whether it is the chain's. The head
+    /// tracker calls it; components that verify upstreams otherwise (tests, benchmarks, future
+    /// registries) may too.
+    pub fn set_chain_check(&self, reported: u64, ok: bool) {
         self.reported_chain_id.store(reported, Ordering::Relaxed);
         self.chain_check
             .store(if ok { CHAIN_OK } else { CHAIN_WRONG }, Ordering::Relaxed);
@@ -202,16 +219,16 @@ impl Upstream {
                 reason: "ejected".to_owned(),
             });
         }
-        let _slot = match self.try_slot() {
-            Some(slot) => slot,
-            None => {
-                if admission == Admission::Probe {
-                    self.health.release_probe(now);
-                }
-                return Err(CallError::Busy {
-                    upstream: self.name.clone(),
-                });
-            }
+        // A probe whose call is dropped before it finishes (the client went away) must not
+        // leave the breaker half-open forever: the guard lets the next call probe instead.
+        let mut probe = ProbeGuard {
+            health: &self.health,
+            armed: admission == Admission::Probe,
+        };
+        let Some(_slot) = self.try_slot() else {
+            return Err(CallError::Busy {
+                upstream: self.name.clone(),
+            });
         };
         let timeout = deadline.saturating_duration_since(now).min(self.timeout);
         let result = self.send(body, timeout).await;
@@ -223,8 +240,9 @@ impl Upstream {
                     tracing::warn!(upstream = %self.name, error = %e, "upstream ejected");
                 }
             }
-            Err(_) => {}
+            Err(_) => return result,
         }
+        probe.armed = false;
         result
     }
 

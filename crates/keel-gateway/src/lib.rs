@@ -13,7 +13,7 @@
 mod forward;
 mod http;
 pub mod jsonrpc;
-mod metrics;
+pub mod metrics;
 pub mod policy;
 
 use std::sync::Arc;

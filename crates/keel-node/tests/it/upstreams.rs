@@ -97,6 +97,29 @@ async fn admin_endpoints_answer() {
     );
     let text = metrics.text().await.unwrap();
     assert!(text.trim_end().ends_with("# EOF"));
+    // promtool, Prometheus' own linter, finds no problem.
+    let mut lint = tokio::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by ./scripts/install-tools --test");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = lint.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).await.unwrap();
+    }
+    let out = lint.wait_with_output().await.unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}"
+    );
     drop(anvil);
     assert!(
         eventually(Duration::from_secs(5), async || get("/readyz")
@@ -108,4 +131,54 @@ async fn admin_endpoints_answer() {
     );
     let body = get("/readyz").await.unwrap().text().await.unwrap();
     assert!(body.contains("chain dev has no healthy upstream"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_transactions_reach_every_upstream_and_known_ones_count_as_sent() {
+    let args = ["--no-mining", "--timestamp", "1700000000"];
+    let nodes = [
+        Anvil::start(&args).await,
+        Anvil::start(&args).await,
+        Anvil::start(&args).await,
+    ];
+    let urls: Vec<String> = nodes.iter().map(Anvil::url).collect();
+    let r = Running::start(config_for(
+        "dev",
+        31337,
+        &[("a", &urls[0]), ("b", &urls[1]), ("c", &urls[2])],
+    ))
+    .await;
+    r.ready().await;
+    let raw = crate::support::cast(&[
+        "mktx",
+        "--private-key",
+        keel_testkit::DEV_KEY_0,
+        keel_testkit::DEV_ADDR_1,
+        "--value",
+        "1",
+        "--nonce",
+        "0",
+        "--gas-limit",
+        "21000",
+        "--gas-price",
+        "2000000000",
+        "--chain",
+        "31337",
+        "--legacy",
+        "--rpc-url",
+        &urls[1],
+    ])
+    .await;
+    // Node a already has it: its "already known" must not fail the send.
+    let (_, _, direct) = call(&urls[0], "eth_sendRawTransaction", json!([raw])).await;
+    let hash = direct["result"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let (status, _, v) = call(&r.rpc_url("dev"), "eth_sendRawTransaction", json!([raw])).await;
+        assert_eq!(status, 200);
+        assert_eq!(v["result"], hash, "{v}");
+    }
+    for u in &urls {
+        let (_, _, v) = call(u, "eth_getTransactionByHash", json!([hash])).await;
+        assert_eq!(v["result"]["hash"], hash, "{u} did not get the transaction");
+    }
 }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Gateway benchmark: direct fixture vs nginx round-robin vs keel, same machine, same run.
+#
+#   bench/gateway/run.sh [seconds]        (default 15 s per measurement)
+#
+# Needs: Debian's nginx and wrk (installed here when missing), a Rust toolchain.
+# Upstreams: three `fixture-upstream` processes (crates/keel-testkit) answering from memory.
+# Prints one line per measurement and a markdown table for docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-15}
+command -v nginx >/dev/null && command -v wrk >/dev/null || apt-get install -y -qq nginx-light wrk >/dev/null
+cargo build --release --quiet -p keel -p keel-testkit --bins
+BIN=target/release
+WORK=$(mktemp -d)
+P1=19001 P2=19002 P3=19003 NGINX=19100 KEEL=19200 ADMIN=19201
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; nginx -p "$WORK" -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+for p in $P1 $P2 $P3; do "$BIN/fixture-upstream" "127.0.0.1:$p" 1 2>/dev/null & pids+=($!); done
+mkdir -p "$WORK"/{body,proxy,fastcgi,uwsgi,scgi}
+sed -e "s#@DIR@#$WORK#g" -e "s/@P1@/$P1/; s/@P2@/$P2/; s/@P3@/$P3/; s/@NGINX@/$NGINX/" bench/gateway/nginx.conf.in > "$WORK/nginx.conf"
+nginx -p "$WORK" -c "$WORK/nginx.conf"
+cat > "$WORK/keel.toml" <<TOML
+[gateway]
+listen = "127.0.0.1:$KEEL"
+[admin]
+listen = "127.0.0.1:$ADMIN"
+[log]
+level = "warn"
+[[chains]]
+name = "bench"
+chain_id = 1
+[[chains.upstreams]]
+name = "a"
+url = "http://127.0.0.1:$P1"
+[[chains.upstreams]]
+name = "b"
+url = "http://127.0.0.1:$P2"
+[[chains.upstreams]]
+name = "c"
+url = "http://127.0.0.1:$P3"
+TOML
+"$BIN/keel" up --config "$WORK/keel.toml" --data-dir "$WORK/data" >/dev/null 2>"$WORK/keel.log" & KEEL_PID=$!; pids+=($KEEL_PID)
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null && break; sleep 0.1; done
+curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null || { echo "keel did not become ready"; cat "$WORK/keel.log"; exit 1; }
+
+declare -A URL=([direct]="http://127.0.0.1:$P1/" [nginx]="http://127.0.0.1:$NGINX/" [keel]="http://127.0.0.1:$KEEL/rpc/bench")
+run() { # name connections delay_ms
+  DELAY_MS=$3 wrk -t2 -c"$2" -d"${SECS}s" --timeout 5s -s bench/gateway/post.lua "${URL[$1]}" | grep '^RESULT' | sed "s/^RESULT/$1 c=$2 delay=$3/"
+}
+echo "# saturation, 64 connections"
+for t in direct nginx keel; do run "$t" 64 0; done | tee "$WORK/sat.txt"
+echo "# fixed rate: 500 connections x 1 request / 500 ms = ~1000 RPS"
+for t in direct nginx keel; do run "$t" 500 500; done | tee "$WORK/fixed.txt"
+echo "keel peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$KEEL_PID/status)"
+rps() { grep "^$1 " "$WORK/sat.txt" | sed 's/.*rps=\([0-9]*\).*/\1/'; }
+echo "keel/nginx throughput ratio: $(awk -v k="$(rps keel)" -v n="$(rps nginx)" 'BEGIN { printf "%.2f", k / n }')"
