@@ -32,7 +32,7 @@ http {
 CONF
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf"
 
-(cd "$ROOT" && cargo build -q --release -p keel-content --example serve)
+[ -n "${SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build -q --release -p keel-content --example serve)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/serve
 "$BIN" "$WORK/store" 127.0.0.1:18081 "$WORK/www/1mib.bin" "$WORK/www/4kib.bin" > "$WORK/cids" &
 echo $! > "$WORK/keel.pid"

@@ -4,6 +4,7 @@
 #   BENCH_DATA=dir   where the 1 GiB test files go (default /tmp/keel-bench)
 #   KUBO_PY=path     python with PyPI kubo-python==0.1.5 installed (skipped if unset/missing)
 #   RUNS=n           repetitions per measurement (default 3)
+#   SKIP_BUILD=1     use the already built release example
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DATA=${BENCH_DATA:-/tmp/keel-bench}
@@ -16,7 +17,7 @@ if [ ! -f "$F" ]; then
   tail -c 536870912 "$F" > "$DATA/half-b.bin"
   printf 'x' > "$DATA/tiny.bin"
 fi
-(cd "$ROOT" && cargo build -q --release -p keel-content --example cid)
+[ -n "${SKIP_BUILD:-}" ] || (cd "$ROOT" && cargo build -q --release -p keel-content --example cid)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/cid
 cat "$F" "$DATA/half-a.bin" "$DATA/half-b.bin" > /dev/null   # warm the page cache
 
