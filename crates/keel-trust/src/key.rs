@@ -586,11 +586,12 @@ pub struct NewKeyFiles {
 }
 
 /// Generates a key named `name` and writes `dir/name.key` (encrypted, mode 0600) and
-/// `dir/name.pub`. Refuses to replace existing files.
+/// `dir/name.pub`. `dir` is created (mode 0700) if it does not exist. Refuses to replace
+/// existing files.
 ///
 /// # Errors
 /// [`Error::InvalidPublicKey`] for a name that is not a plain file name, [`Error::AlreadyExists`],
-/// and those of [`SecretKey::encrypt`].
+/// I/O errors, and those of [`SecretKey::encrypt`].
 pub fn new_key_files(
     dir: &Path,
     name: &str,
@@ -618,6 +619,7 @@ pub fn new_key_files(
             return Err(Error::AlreadyExists { path: p.clone() });
         }
     }
+    create_key_dir(dir)?;
     let key = SecretKey::generate(name)?;
     let enc = key.encrypt(password, params)?;
     enc.write(&secret_path, false)?;
@@ -628,6 +630,24 @@ pub fn new_key_files(
         public: public_path,
         key: public,
     })
+}
+
+/// Creates a missing key directory and its missing parents, private to the owner: a signer's
+/// first key usually goes into a directory that does not exist yet (`--out ~/.keel/keys`).
+fn create_key_dir(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| Error::io("cannot create directory", dir, e))
 }
 
 /// Writes a public key file (mode 0644).

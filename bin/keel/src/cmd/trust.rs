@@ -6,7 +6,7 @@
 //! Exit codes of `keel manifest verify`: 0 valid, 1 not valid (every reason printed), 2 the
 //! inputs could not be used at all (returned as an error).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -663,32 +663,25 @@ fn check_via_gateway(
     progress: &mut dyn FnMut(usize, usize),
 ) -> anyhow::Result<Vec<keel_trust::Problem>> {
     use keel_trust::Problem;
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .build(),
-    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime for --gateway")?;
+    // The timeout covers the whole exchange of one entry: connect, headers and body.
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .context("cannot build the HTTP client for --gateway")?;
     let base = url.trim_end_matches('/');
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let file = tmp.path().join("entry");
     let mut out = Vec::new();
     let total = m.entries.len();
     for (i, e) in m.entries.iter().enumerate() {
         progress(i + 1, total);
-        let file = tmp.path().join("entry");
-        let fetched = (|| -> Result<(), String> {
-            let resp = agent
-                .get(format!("{base}/ipfs/{}", e.cid))
-                .call()
-                .map_err(|err| format!("gateway: {err}"))?;
-            let mut reader = resp
-                .into_body()
-                .into_reader()
-                .take(e.size.saturating_add(1));
-            let mut f = std::fs::File::create(&file).map_err(|err| err.to_string())?;
-            std::io::copy(&mut reader, &mut f).map_err(|err| format!("gateway: {err}"))?;
-            Ok(())
-        })();
-        match fetched {
+        let entry_url = format!("{base}/ipfs/{}", e.cid);
+        let limit = e.size.saturating_add(1);
+        match rt.block_on(fetch_bounded(&client, &entry_url, limit, &file)) {
             Ok(()) => out.extend(keel_trust::check_entry_file(e, &file, cid_of)),
             Err(reason) => out.push(Problem::EntryUnreadable {
                 path: e.path.clone(),
@@ -697,6 +690,56 @@ fn check_via_gateway(
         }
     }
     Ok(out)
+}
+
+/// `GET url` into `file`, keeping at most `limit` bytes of the body: enough to tell that a
+/// body is too long without storing what a hostile gateway sends beyond it.
+async fn fetch_bounded(
+    client: &reqwest::Client,
+    url: &str,
+    limit: u64,
+    file: &Path,
+) -> Result<(), String> {
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|err| format!("gateway: {}", error_chain(&err)))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("gateway answered {status} for {url}"));
+    }
+    let mut f = std::fs::File::create(file)
+        .map_err(|err| format!("cannot write {}: {err}", file.display()))?;
+    let mut written: u64 = 0;
+    while written < limit {
+        let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|err| format!("gateway: {}", error_chain(&err)))?
+        else {
+            break;
+        };
+        let room = usize::try_from(limit - written).unwrap_or(usize::MAX);
+        let keep = &chunk[..chunk.len().min(room)];
+        f.write_all(keep)
+            .map_err(|err| format!("cannot write {}: {err}", file.display()))?;
+        written += keep.len() as u64;
+    }
+    Ok(())
+}
+
+/// An error and its sources, joined: reqwest's own message alone hides the cause (timeout,
+/// connection refused, …).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn hex_of(bytes: &[u8]) -> String {

@@ -28,6 +28,19 @@ fn new_key_writes_private_0600_and_public() {
 }
 
 #[test]
+fn new_key_creates_a_missing_directory_private_to_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("home/.keel/keys");
+    let files = new_key_files(&keys, "dora", b"pw", FAST).unwrap();
+    assert_eq!(files.secret, keys.join("dora.key"));
+    assert!(files.secret.is_file() && files.public.is_file());
+    for d in [&keys, &dir.path().join("home")] {
+        let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+}
+
+#[test]
 fn group_readable_private_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let files = new_key_files(dir.path(), "bob", b"pw", FAST).unwrap();
