@@ -54,7 +54,23 @@ fn main() -> ExitCode {
         Command::Content(c) => cmd::content::run(c),
     };
     result.unwrap_or_else(|e| {
-        cmd::complain(&format!("error: {e:#}"));
+        cmd::complain(&format!("error: {}", error_chain(&e)));
         ExitCode::from(cmd::EXIT_FAILURE)
     })
+}
+
+/// The error and its causes, each cause shown once: library errors already put their cause in
+/// their own message, anyhow contexts do not.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }

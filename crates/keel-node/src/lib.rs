@@ -79,14 +79,16 @@ impl Node {
             None => None,
         };
         let registry = Arc::new(ChainRegistry::new(&config.chains)?);
-        let mut metrics = Registry::with_prefix("keel");
+        let mut metrics = Registry::default();
+        let keel_metrics = metrics.sub_registry_with_prefix("keel");
         let chain_metrics = ChainMetrics::default();
-        chain_metrics.register(&mut metrics);
+        chain_metrics.register(keel_metrics);
         let gateway_metrics = GatewayMetrics::default();
-        gateway_metrics.register(&mut metrics);
+        gateway_metrics.register(keel_metrics);
         let content_metrics = Arc::new(keel_content::metrics::Metrics::default());
         if config.content.is_some() {
-            content_metrics.register(metrics.sub_registry_with_prefix("content"));
+            // Registers its own `keel_content_` prefix.
+            content_metrics.register(&mut metrics);
         }
         let tracker = HeadTracker::spawn(&registry, chain_metrics, background_cancel.child_token());
 

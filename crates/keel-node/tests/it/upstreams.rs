@@ -182,3 +182,55 @@ async fn raw_transactions_reach_every_upstream_and_known_ones_count_as_sent() {
         assert_eq!(v["result"]["hash"], hash, "{u} did not get the transaction");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_content_store_runs_inside_the_node_when_configured() {
+    let anvil = Anvil::start(&[]).await;
+    let mut config = config_for("dev", 31337, &[("a", &anvil.url())]);
+    let mut content = keel_config::content::ContentConfig::default();
+    content.gateway_listen = Some("127.0.0.1:0".parse().unwrap());
+    content.rpc_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.content = Some(content);
+    let r = Running::start(config).await;
+    r.ready().await;
+    let addrs = r.node.content_addrs().unwrap();
+    let rpc = addrs.rpc.unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{rpc}/api/v0/version"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert!(v["Version"].is_string(), "{v}");
+    // The store lives under the node's data dir, where `keel content --data-dir` finds it.
+    assert!(r.node.data_dir().join("content").is_dir());
+    let gw = addrs.gateway.unwrap();
+    let started = std::time::Instant::now();
+    let resp = reqwest::get(format!(
+        "http://{gw}/ipfs/bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+    ))
+    .await
+    .unwrap();
+    assert!(
+        [404, 504].contains(&resp.status().as_u16()),
+        "unknown content: {}",
+        resp.status()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let metrics = reqwest::get(r.admin("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keel_content_http_requests_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keel_rpc_requests_total") || metrics.contains("keel_upstream_state"),
+        "{metrics}"
+    );
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
