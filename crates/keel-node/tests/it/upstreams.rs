@@ -187,10 +187,11 @@ async fn raw_transactions_reach_every_upstream_and_known_ones_count_as_sent() {
 async fn the_content_store_runs_inside_the_node_when_configured() {
     let anvil = Anvil::start(&[]).await;
     let mut config = config_for("dev", 31337, &[("a", &anvil.url())]);
-    let mut content = keel_config::content::ContentConfig::default();
-    content.gateway_listen = Some("127.0.0.1:0".parse().unwrap());
-    content.rpc_listen = Some("127.0.0.1:0".parse().unwrap());
-    config.content = Some(content);
+    config.content = Some(keel_config::content::ContentConfig {
+        gateway_listen: Some("127.0.0.1:0".parse().unwrap()),
+        rpc_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    });
     let r = Running::start(config).await;
     r.ready().await;
     let addrs = r.node.content_addrs().unwrap();
