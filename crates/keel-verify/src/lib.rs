@@ -17,9 +17,14 @@
 //! gateway's use of it (headers, per-method policy, fan-out, penalties, CLI, metrics).
 
 mod error;
+pub mod evidence;
 pub mod mpt;
+pub mod pin;
 pub mod proof;
+pub mod quorum;
 mod rlp;
 
 pub use error::{Result, VerifyError};
+pub use pin::{BlockPins, pin_block};
 pub use proof::{VerifiedAccount, VerifiedSlot, verify_account_proof, verify_code};
+pub use quorum::{Outcome, canonical, canonical_for, quorum};
