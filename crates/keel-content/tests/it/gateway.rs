@@ -361,3 +361,98 @@ async fn small_files_are_served_from_the_verified_cache() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn resolution_past_the_deadline_is_504_not_a_hang() {
+    // A zero deadline expires before the blocking store job can answer.
+    let cfg = ContentConfig {
+        missing_block_timeout: Duration::ZERO,
+        ..ContentConfig::default()
+    };
+    let f = fixture(cfg);
+    let start = Instant::now();
+    let (p, _) = send(&f.app, get(&format!("/ipfs/{}", f.file))).await;
+    assert_eq!(p.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_bytes_by_status() {
+    let f = fixture(ContentConfig::default());
+    let (p, _) = send(&f.app, get(&format!("/ipfs/{}?format=raw", f.file))).await;
+    assert_eq!(p.status, StatusCode::OK);
+    send(&f.app, get("/ipfs/not-a-cid")).await;
+    let mut reg = prometheus_client::registry::Registry::default();
+    f.bs.metrics().register(&mut reg);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).expect("encode");
+    assert!(
+        text.contains("keel_content_http_requests_total{listener=\"gateway\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keel_content_http_requests_total{listener=\"gateway\",status=\"400\"} 1"),
+        "{text}"
+    );
+    let raw_len = f.bs.get(&f.file).expect("block").len();
+    assert!(
+        text.contains(&format!(
+            "keel_content_http_bytes_total{{listener=\"gateway\",status=\"200\"}} {raw_len}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "keel_content_http_latency_seconds_count{listener=\"gateway\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("keel_content_blocks_written_total"));
+}
+
+/// Captures the access log through a tracing subscriber.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn access_log_redacts_client_ip_and_query() {
+    let logs = Captured::default();
+    let sub = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(sub);
+    let f = fixture(ContentConfig::default());
+    let mut req = get(&format!("/ipfs/{}?format=raw&secret=hunter2", f.file));
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [198, 51, 100, 77],
+            4000,
+        ))));
+    assert_eq!(send(&f.app, req).await.0.status, StatusCode::OK);
+    let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf8");
+    assert!(text.contains("keel_content::access"), "{text}");
+    assert!(text.contains("198.51.100.0/24"), "{text}");
+    assert!(
+        !text.contains("198.51.100.77") && !text.contains("hunter2"),
+        "{text}"
+    );
+    assert!(text.contains("status=200"), "{text}");
+}
