@@ -5,7 +5,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use base64::Engine as _;
 use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    Request,
+    header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue},
+};
+use hyper_util::rt::TokioExecutor;
 use keel_config::{HealthConfig, SecretUrl, Tier, UpstreamConfig};
 use serde::Serialize;
 
@@ -18,6 +25,11 @@ const CHAIN_UNKNOWN: u8 = 0;
 const CHAIN_OK: u8 = 1;
 const CHAIN_WRONG: u8 = 2;
 
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
 /// One upstream node: a pooled HTTP client, its head and its health.
 #[derive(Debug)]
 pub struct Upstream {
@@ -29,7 +41,11 @@ pub struct Upstream {
     tier: Tier,
     timeout: Duration,
     max_in_flight: usize,
-    client: reqwest::Client,
+    client: HttpClient,
+    /// Request URI (user info removed; it travels as `authorization` instead).
+    uri: hyper::Uri,
+    /// `Basic …` from the URL's user info, if any.
+    authorization: Option<HeaderValue>,
     in_flight: AtomicUsize,
     head: AtomicU64,
     chain_check: AtomicU8,
@@ -97,16 +113,25 @@ impl Upstream {
             chain: chain.to_owned(),
             upstream: cfg.name.clone(),
         })?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(cfg.connect_timeout)
+        let client_error = |reason: String| ChainError::Client {
+            upstream: cfg.name.clone(),
+            reason,
+        };
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .try_with_platform_verifier()
+            .map_err(|e| client_error(format!("TLS setup failed: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(cfg.max_in_flight)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| ChainError::Client {
-                upstream: cfg.name.clone(),
-                reason: e.to_string(),
-            })?;
+            .build(https);
+        let (uri, authorization) = split_credentials(url.expose()).map_err(client_error)?;
         Ok(Self {
             name: cfg.name.clone(),
             index,
@@ -116,6 +141,8 @@ impl Upstream {
             timeout: cfg.request_timeout,
             max_in_flight: cfg.max_in_flight,
             client,
+            uri,
+            authorization,
             in_flight: AtomicUsize::new(0),
             head: AtomicU64::new(0),
             chain_check: AtomicU8::new(CHAIN_UNKNOWN),
@@ -253,15 +280,22 @@ impl Upstream {
     }
 
     async fn send(&self, body: Bytes, timeout: Duration) -> Result<Bytes, CallError> {
+        let mut req = Request::post(self.uri.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(Full::new(body))
+            .map_err(|e| CallError::Invalid {
+                upstream: self.name.clone(),
+                reason: e.to_string(),
+            })?;
+        if let Some(auth) = &self.authorization {
+            req.headers_mut().insert(AUTHORIZATION, auth.clone());
+        }
         let fut = async {
             let resp = self
                 .client
-                .post(self.url.expose().clone())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body)
-                .send()
+                .request(req)
                 .await
-                .map_err(|e| self.transport_error(&e, timeout))?;
+                .map_err(|e| self.transport_error(&e))?;
             let status = resp.status().as_u16();
             if status != 200 {
                 return Err(CallError::Status {
@@ -269,9 +303,14 @@ impl Upstream {
                     status,
                 });
             }
-            resp.bytes()
+            resp.into_body()
+                .collect()
                 .await
-                .map_err(|e| self.transport_error(&e, timeout))
+                .map(http_body_util::Collected::to_bytes)
+                .map_err(|e| CallError::Connect {
+                    upstream: self.name.clone(),
+                    reason: format!("response body broken ({e})"),
+                })
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(result) => result,
@@ -282,18 +321,10 @@ impl Upstream {
         }
     }
 
-    fn transport_error(&self, e: &reqwest::Error, timeout: Duration) -> CallError {
-        if e.is_timeout() {
-            return CallError::Timeout {
-                upstream: self.name.clone(),
-                after: timeout,
-            };
-        }
-        // reqwest's messages include the URL; keep only the kind of failure.
-        let reason = if e.is_connect() {
+    fn transport_error(&self, e: &hyper_util::client::legacy::Error) -> CallError {
+        // Keep the kind of failure and the innermost cause; never the URL.
+        let kind = if e.is_connect() {
             "connection failed"
-        } else if e.is_body() || e.is_decode() {
-            "response body broken"
         } else {
             "request failed"
         };
@@ -304,8 +335,8 @@ impl Upstream {
             source = s.source();
         }
         let reason = match detail {
-            Some(d) if !d.contains("://") => format!("{reason} ({d})"),
-            _ => reason.to_owned(),
+            Some(d) if !d.contains("://") => format!("{kind} ({d})"),
+            _ => kind.to_owned(),
         };
         CallError::Connect {
             upstream: self.name.clone(),
@@ -342,5 +373,71 @@ impl Upstream {
         } else {
             UpstreamState::Healthy
         }
+    }
+}
+
+/// The URI without user info, and the `authorization` header the user info stands for.
+fn split_credentials(url: &url::Url) -> Result<(hyper::Uri, Option<HeaderValue>), String> {
+    let mut bare = url.clone();
+    let auth = if url.username().is_empty() && url.password().is_none() {
+        None
+    } else {
+        let user = percent_decode(url.username());
+        let pass = url.password().map(percent_decode).unwrap_or_default();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        let mut value = HeaderValue::try_from(format!("Basic {token}"))
+            .map_err(|_| "bad credentials".to_owned())?;
+        value.set_sensitive(true);
+        // Cannot fail for http(s) URLs.
+        let _ = bare.set_username("");
+        let _ = bare.set_password(None);
+        Some(value)
+    };
+    let uri = bare
+        .as_str()
+        .parse()
+        .map_err(|_| "the URL is not a valid HTTP URI".to_owned())?;
+    Ok((uri, auth))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_becomes_a_basic_authorization_header() {
+        let url =
+            url::Url::parse("https://us%40er:p%3Ass@node.example:8443/v1/key?x=1").expect("url");
+        let (uri, auth) = split_credentials(&url).expect("split");
+        assert_eq!(uri.to_string(), "https://node.example:8443/v1/key?x=1");
+        let auth = auth.expect("auth");
+        assert!(auth.is_sensitive());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.to_str().expect("ascii").trim_start_matches("Basic "))
+            .expect("b64");
+        assert_eq!(decoded, b"us@er:p:ss");
+        let (_, none) = split_credentials(&url::Url::parse("http://127.0.0.1:8545").expect("url"))
+            .expect("split");
+        assert!(none.is_none());
     }
 }
