@@ -154,7 +154,12 @@ async fn read(
                     });
                     continue;
                 }
-                return answer(req, &resp, up, tried.len(), out);
+                let outcome = write_reply(req, &reply, out);
+                return Served {
+                    outcome,
+                    upstream: Some(up),
+                    retries: tried.len().saturating_sub(1) as u32,
+                };
             }
             Err(e) if e.is_retryable() => last_error = Some(e),
             Err(e) => {
@@ -218,20 +223,7 @@ fn answer(
 ) -> Served {
     let retries = attempts.saturating_sub(1) as u32;
     let outcome = match serde_json::from_slice::<Reply<'_>>(resp) {
-        Ok(Reply {
-            error: Some(err), ..
-        }) => {
-            jsonrpc::write_answer(out, req.id, "error", err);
-            Outcome::RpcError
-        }
-        Ok(Reply { result, .. }) => {
-            let null = serde_json::from_str::<&RawValue>("null").ok();
-            match result.or(null) {
-                Some(r) => jsonrpc::write_answer(out, req.id, "result", r),
-                None => jsonrpc::write_error(out, req.id, code::INTERNAL, "empty upstream reply"),
-            }
-            Outcome::Ok
-        }
+        Ok(reply) => write_reply(req, &reply, out),
         Err(_) => {
             jsonrpc::write_error(
                 out,
@@ -247,6 +239,22 @@ fn answer(
         upstream: Some(up),
         retries,
     }
+}
+
+/// Writes a parsed reply (its error, or its result, `null` when absent) under the client's id.
+fn write_reply(req: &Request<'_>, reply: &Reply<'_>, out: &mut Vec<u8>) -> Outcome {
+    if let Some(err) = reply.error {
+        jsonrpc::write_answer(out, req.id, "error", err);
+        return Outcome::RpcError;
+    }
+    match reply
+        .result
+        .or_else(|| serde_json::from_str::<&RawValue>("null").ok())
+    {
+        Some(r) => jsonrpc::write_answer(out, req.id, "result", r),
+        None => jsonrpc::write_error(out, req.id, code::INTERNAL, "empty upstream reply"),
+    }
+    Outcome::Ok
 }
 
 /// Sends a write to every usable upstream at once. The first success answers; the other sends
