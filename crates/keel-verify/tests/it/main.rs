@@ -3,4 +3,5 @@
 
 mod anvil;
 mod fixture;
+mod quorum;
 mod support;
