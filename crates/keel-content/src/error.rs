@@ -76,19 +76,6 @@ pub enum Error {
         /// What the operation needs.
         expected: &'static str,
     },
-    /// A flat directory would exceed the size at which Kubo switches to a HAMT shard.
-    #[error(
-        "directory {} is too large for a flat UnixFS directory ({size} bytes > {limit}); HAMT sharding is not supported yet: split it into subdirectories of fewer entries",
-        path.display()
-    )]
-    DirectoryTooLarge {
-        /// The directory.
-        path: PathBuf,
-        /// Its estimated size.
-        size: usize,
-        /// The sharding threshold.
-        limit: usize,
-    },
     /// A name or path would escape the target directory or is not portable.
     #[error(
         "unsafe path `{0}`: names must not be empty, `.`, `..`, absolute or contain `/` or NUL"

@@ -171,8 +171,11 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
         st.blocking(move |bs| {
             let node = unixfs::resolve(bs, &cid, &path)?;
             let (index, sniff) = if format == Format::UnixFs {
-                let index = if node.kind == EntryKind::Directory {
-                    match node.links.iter().find(|l| l.name == "index.html") {
+                let index = if matches!(node.kind, EntryKind::Directory | EntryKind::HamtShard) {
+                    match unixfs::entries(bs, &node)?
+                        .iter()
+                        .find(|l| l.name == "index.html")
+                    {
                         Some(l) => Some(unixfs::load(bs, &l.cid)?),
                         None => None,
                     }
@@ -191,13 +194,14 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
             } else {
                 (None, Vec::new())
             };
-            let listing =
-                if format == Format::UnixFs && node.kind == EntryKind::Directory && index.is_none()
-                {
-                    Some(unixfs::ls(bs, &node)?)
-                } else {
-                    None
-                };
+            let listing = if format == Format::UnixFs
+                && matches!(node.kind, EntryKind::Directory | EntryKind::HamtShard)
+                && index.is_none()
+            {
+                Some(unixfs::ls(bs, &node)?)
+            } else {
+                None
+            };
             Ok((node, index, sniff, listing))
         }),
     )
@@ -273,7 +277,7 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
             r
         }
         Format::UnixFs => match node.kind {
-            EntryKind::Directory => {
+            EntryKind::Directory | EntryKind::HamtShard => {
                 if !trailing_slash {
                     let loc = match uri.query() {
                         Some(q) => format!("{}/?{q}", uri.path()),
@@ -330,10 +334,6 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
                 set(h, header::CONTENT_TYPE, "text/plain; charset=utf-8");
                 r
             }
-            EntryKind::HamtShard => text(
-                StatusCode::NOT_IMPLEMENTED,
-                "HAMT-sharded directories are not supported yet",
-            ),
         },
     }
 }

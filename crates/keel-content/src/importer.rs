@@ -52,6 +52,9 @@ pub struct ImportOptions {
     pub max_links: usize,
     /// How directory size is measured against the sharding threshold.
     pub dir_size_estimation: DirSizeEstimation,
+    /// Directories whose estimated size exceeds this many bytes become HAMT shards
+    /// (Kubo's and Helia's default: 262144).
+    pub hamt_threshold: usize,
 }
 
 impl Default for ImportOptions {
@@ -62,6 +65,7 @@ impl Default for ImportOptions {
             chunk_size: DEFAULT_CHUNK_SIZE,
             max_links: DEFAULT_MAX_LINKS,
             dir_size_estimation: DirSizeEstimation::LinkBytes,
+            hamt_threshold: HAMT_THRESHOLD,
         }
     }
 }
@@ -81,6 +85,7 @@ impl ImportOptions {
                 chunk_size: 1 << 20,
                 max_links: 1024,
                 dir_size_estimation: DirSizeEstimation::BlockBytes,
+                hamt_threshold: HAMT_THRESHOLD,
             }),
             other => Err(Error::InvalidOptions(format!(
                 "unknown profile `{other}`; known profiles: {}",
@@ -446,6 +451,8 @@ impl FileTree<'_> {
             data: None,
             filesize: Some(file_size),
             blocksizes: children.iter().map(|c| c.file_size).collect(),
+            hash_type: None,
+            fanout: None,
         };
         let links: Vec<PbLink> = children
             .iter()
@@ -484,7 +491,8 @@ pub struct DirChild {
     pub imported: Imported,
 }
 
-/// Builds one flat UnixFS directory node from its children (sorted by name as Kubo does).
+/// Builds one UnixFS directory from its children: a flat node (links sorted by name), or a
+/// HAMT shard when its estimated size exceeds `opts.hamt_threshold`, as Kubo decides.
 /// `display` names the directory in errors.
 pub fn build_directory(
     mut children: Vec<DirChild>,
@@ -514,6 +522,8 @@ pub fn build_directory(
         data: None,
         filesize: None,
         blocksizes: Vec::new(),
+        hash_type: None,
+        fanout: None,
     };
     let block = encode_node(&links, Some(&fs.encode()));
     let size = match opts.dir_size_estimation {
@@ -523,12 +533,8 @@ pub fn build_directory(
             .sum(),
         DirSizeEstimation::BlockBytes => block.len(),
     };
-    if size > HAMT_THRESHOLD {
-        return Err(Error::DirectoryTooLarge {
-            path: display.to_owned(),
-            size,
-            limit: HAMT_THRESHOLD,
-        });
+    if size > opts.hamt_threshold {
+        return crate::hamt::build_sharded(children, opts, sink);
     }
     let cid = cid_for(opts.cid_version, DAG_PB, &block);
     sink.put(&cid, &block)?;
@@ -550,6 +556,8 @@ pub fn build_symlink(
         data: Some(target.to_vec()),
         filesize: None,
         blocksizes: Vec::new(),
+        hash_type: None,
+        fanout: None,
     };
     let block = encode_node(&[], Some(&fs.encode()));
     let cid = cid_for(opts.cid_version, DAG_PB, &block);
@@ -698,6 +706,8 @@ mod tests {
                 data: (!data.is_empty()).then(|| data.clone()),
                 filesize: Some(len as u64),
                 blocksizes: Vec::new(),
+                hash_type: None,
+                fanout: None,
             };
             let mut fast = Vec::new();
             encode_file_leaf(&mut fast, &data);

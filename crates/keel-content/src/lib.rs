@@ -22,6 +22,7 @@ pub mod block;
 pub mod car;
 mod error;
 pub mod gateway;
+pub mod hamt;
 mod http;
 pub mod importer;
 pub mod metrics;

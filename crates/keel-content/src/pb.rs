@@ -59,6 +59,10 @@ pub struct UnixFsData {
     pub filesize: Option<u64>,
     /// File size of each child, in link order.
     pub blocksizes: Vec<u64>,
+    /// Hash function of a HAMT shard (0x22 = murmur3-x64-64).
+    pub hash_type: Option<u64>,
+    /// Fanout of a HAMT shard (256).
+    pub fanout: Option<u64>,
 }
 
 /// One dag-pb link.
@@ -114,6 +118,12 @@ impl UnixFsData {
         for b in &self.blocksizes {
             put_uint(&mut out, 4, *b);
         }
+        if let Some(h) = self.hash_type {
+            put_uint(&mut out, 5, h);
+        }
+        if let Some(f) = self.fanout {
+            put_uint(&mut out, 6, f);
+        }
         out
     }
 
@@ -124,6 +134,8 @@ impl UnixFsData {
         let mut data = None;
         let mut filesize = None;
         let mut blocksizes = Vec::new();
+        let mut hash_type = None;
+        let mut fanout = None;
         while let Some((field, wire)) = r.key()? {
             match (field, wire) {
                 (1, 0) => {
@@ -135,6 +147,8 @@ impl UnixFsData {
                 (2, 2) => data = Some(r.bytes()?.to_vec()),
                 (3, 0) => filesize = Some(r.varint()?),
                 (4, 0) => blocksizes.push(r.varint()?),
+                (5, 0) => hash_type = Some(r.varint()?),
+                (6, 0) => fanout = Some(r.varint()?),
                 (4, 2) => {
                     let packed = r.bytes()?;
                     let mut pr = Reader {
@@ -153,6 +167,8 @@ impl UnixFsData {
             data,
             filesize,
             blocksizes,
+            hash_type,
+            fanout,
         })
     }
 }
@@ -294,6 +310,8 @@ mod tests {
             data: None,
             filesize: Some(0),
             blocksizes: vec![],
+            hash_type: None,
+            fanout: None,
         };
         assert_eq!(
             encode_node(&[], Some(&d.encode())),
@@ -308,6 +326,8 @@ mod tests {
             data: Some(b"abc".to_vec()),
             filesize: Some(3),
             blocksizes: vec![1, 300],
+            hash_type: None,
+            fanout: None,
         };
         let back = UnixFsData::decode(&d.encode()).expect("decode");
         assert_eq!(back, d);

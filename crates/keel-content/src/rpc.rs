@@ -100,8 +100,7 @@ fn err(e: &Error) -> Response {
         | Error::UnsafePath(_)
         | Error::Unsupported { .. }
         | Error::Mismatch { .. }
-        | Error::Car(_)
-        | Error::DirectoryTooLarge { .. } => StatusCode::BAD_REQUEST,
+        | Error::Car(_) => StatusCode::BAD_REQUEST,
         Error::NotFound(_) | Error::NoSuchPath { .. } => StatusCode::NOT_FOUND,
         Error::Corrupt { .. } | Error::WrongKind { .. } | Error::Malformed(_) => {
             StatusCode::INTERNAL_SERVER_ERROR

@@ -83,9 +83,9 @@ fn entry(
             let pad = (512 - node.size % 512) % 512;
             w.write_all(&vec![0u8; pad as usize])?;
         }
-        EntryKind::Directory => {
+        EntryKind::Directory | EntryKind::HamtShard => {
             w.write_all(&header(path, 0, b'5', "")?)?;
-            for l in &node.links {
+            for l in &unixfs::entries(bs, node)? {
                 safe_name(&l.name)?;
                 let child = unixfs::load(bs, &l.cid)?;
                 entry(bs, &child, &format!("{path}/{}", l.name), w, depth + 1)?;
@@ -95,12 +95,6 @@ fn entry(
             let target = String::from_utf8(node.data.clone())
                 .map_err(|_| Error::UnsafePath(format!("{path} -> (non UTF-8)")))?;
             w.write_all(&header(path, 0, b'2', &target)?)?;
-        }
-        EntryKind::HamtShard => {
-            return Err(Error::Unsupported {
-                cid: node.cid.to_string(),
-                reason: "HAMT-sharded directories cannot be read yet".to_owned(),
-            });
         }
     }
     Ok(())

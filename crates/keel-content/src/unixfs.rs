@@ -28,7 +28,7 @@ pub enum EntryKind {
     Directory,
     /// A symbolic link.
     Symlink,
-    /// A HAMT-sharded directory (listed as a directory, not readable yet).
+    /// A HAMT-sharded directory (read through [`entries`] like a flat one).
     HamtShard,
 }
 
@@ -145,34 +145,46 @@ pub fn decode(cid: &Cid, block: Vec<u8>) -> Result<Node, Error> {
 pub fn resolve(bs: &Blockstore, root: &Cid, path: &[String]) -> Result<Node, Error> {
     let mut node = load(bs, root)?;
     for name in path {
-        match node.kind {
-            EntryKind::Directory => {}
-            EntryKind::HamtShard => {
-                return Err(Error::Unsupported {
-                    cid: node.cid.to_string(),
-                    reason: "HAMT-sharded directories cannot be traversed yet".to_owned(),
-                });
-            }
-            k => {
-                return Err(Error::WrongKind {
-                    cid: Box::new(node.cid),
-                    actual: k.describe(),
-                    expected: "a directory",
-                });
-            }
-        }
-        let link =
-            node.links
-                .iter()
-                .find(|l| &l.name == name)
-                .ok_or_else(|| Error::NoSuchPath {
-                    cid: Box::new(node.cid),
-                    name: name.clone(),
-                })?;
+        let links = entries(bs, &node)?;
+        let link = links
+            .iter()
+            .find(|l| &l.name == name)
+            .ok_or_else(|| Error::NoSuchPath {
+                cid: Box::new(node.cid),
+                name: name.clone(),
+            })?;
         let next = link.cid;
         node = load(bs, &next)?;
     }
     Ok(node)
+}
+
+/// The named entries of a directory, flat or HAMT-sharded (sub-shards are read and flattened).
+pub fn entries(bs: &Blockstore, node: &Node) -> Result<Vec<PbLink>, Error> {
+    match node.kind {
+        EntryKind::Directory => Ok(node.links.clone()),
+        EntryKind::HamtShard => {
+            let mut out = Vec::new();
+            crate::hamt::flatten(
+                &node.links,
+                &mut |c| {
+                    let sub = load(bs, c)?;
+                    if sub.kind != EntryKind::HamtShard {
+                        return Err(Error::Malformed(format!("{c}: HAMT link to a non-shard")));
+                    }
+                    Ok(sub.links)
+                },
+                0,
+                &mut out,
+            )?;
+            Ok(out)
+        }
+        k => Err(Error::WrongKind {
+            cid: Box::new(node.cid),
+            actual: k.describe(),
+            expected: "a directory",
+        }),
+    }
 }
 
 /// Streams bytes `[offset, offset+len)` of a file node to `out` (clamped to the file size).
@@ -253,14 +265,7 @@ fn read_range(
 
 /// Lists a directory, reading each child to report its kind and size (as `ipfs ls` does).
 pub fn ls(bs: &Blockstore, node: &Node) -> Result<Vec<DirEntry>, Error> {
-    if node.kind != EntryKind::Directory {
-        return Err(Error::WrongKind {
-            cid: Box::new(node.cid),
-            actual: node.kind.describe(),
-            expected: "a directory",
-        });
-    }
-    node.links
+    entries(bs, node)?
         .iter()
         .map(|l| {
             let child = load(bs, &l.cid)?;
@@ -311,9 +316,9 @@ fn get_rec(bs: &Blockstore, node: &Node, out: &Path, depth: usize) -> Result<(),
             })?;
             f.sync_all().map_err(Error::io(out))
         }
-        EntryKind::Directory => {
+        EntryKind::Directory | EntryKind::HamtShard => {
             fs::create_dir_all(out).map_err(Error::io(out))?;
-            for l in &node.links {
+            for l in &entries(bs, node)? {
                 safe_name(&l.name)?;
                 let child = load(bs, &l.cid)?;
                 if child.kind == EntryKind::Symlink {
@@ -333,10 +338,6 @@ fn get_rec(bs: &Blockstore, node: &Node, out: &Path, depth: usize) -> Result<(),
         EntryKind::Symlink => Err(Error::UnsafePath(
             "a symlink at the root of `get` (nothing to anchor it to)".to_owned(),
         )),
-        EntryKind::HamtShard => Err(Error::Unsupported {
-            cid: node.cid.to_string(),
-            reason: "HAMT-sharded directories cannot be read yet".to_owned(),
-        }),
     }
 }
 

@@ -196,23 +196,42 @@ fn over_long_paths_and_bad_cids() {
 }
 
 #[test]
-fn huge_flat_directory_gets_clear_error() {
-    let (_t, bs) = store();
+fn huge_directory_becomes_a_readable_hamt_shard() {
+    let (t, bs) = store();
     let o = ImportOptions::default();
     let file = import_reader(&b"x"[..], &o, &bs, &|_| {}).expect("file");
-    // 262144 / (34-byte CIDv0 + 60-byte name) ≈ 2789 entries cross the threshold.
-    let children: Vec<DirChild> = (0..3000)
+    // 262144 / (34-byte CIDv0 + 200-byte name) ≈ 1120 entries cross the threshold.
+    let children: Vec<DirChild> = (0..1200)
         .map(|i| DirChild {
-            name: format!("{i:060}"),
+            name: format!("{i:0200}"),
             imported: file.clone(),
         })
         .collect();
-    let e = build_directory(children, &o, &bs, std::path::Path::new("big")).expect_err("too big");
-    assert!(matches!(e, Error::DirectoryTooLarge { .. }));
-    assert!(
-        e.to_string().contains("HAMT sharding is not supported"),
-        "{e}"
-    );
+    let dir = build_directory(children, &o, &bs, std::path::Path::new("big")).expect("sharded");
+    let root = ops::resolve(&bs, &dir.cid.to_string()).expect("root");
+    assert_eq!(root.kind, keel_content::unixfs::EntryKind::HamtShard);
+    let ls = ops::ls(&bs, &dir.cid.to_string()).expect("ls");
+    assert_eq!(ls.len(), 1200);
+    let mut out = Vec::new();
+    ops::cat(&bs, &format!("{}/{:0200}", dir.cid, 1111), &mut out).expect("cat through shard");
+    assert_eq!(out, b"x");
+    let got = t.path().join("got");
+    ops::get(&bs, &dir.cid.to_string(), &got).expect("get");
+    assert_eq!(std::fs::read_dir(&got).expect("read").count(), 1200);
+    // Traversal names inside a shard are refused on get just as in flat directories.
+    let evil: Vec<DirChild> = (0..1200)
+        .map(|i| DirChild {
+            name: if i == 7 {
+                "..".to_owned()
+            } else {
+                format!("{i:0200}")
+            },
+            imported: file.clone(),
+        })
+        .collect();
+    let dir = build_directory(evil, &o, &bs, std::path::Path::new("evil")).expect("sharded");
+    let e = ops::get(&bs, &dir.cid.to_string(), &t.path().join("evil")).expect_err("refuse");
+    assert!(matches!(e, Error::UnsafePath(_)), "{e}");
 }
 
 /// A sink that stores through the blockstore until the "disk" is full.

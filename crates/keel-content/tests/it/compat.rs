@@ -14,12 +14,13 @@ fn v1_raw() -> ImportOptions {
 
 fn js_opts(o: &ImportOptions, profile: Option<&str>) -> serde_json::Value {
     match profile {
-        Some(p) => json!({ "profile": p }),
+        Some(p) => json!({ "profile": p, "hamtThreshold": o.hamt_threshold }),
         None => json!({
             "cidVersion": if o.cid_version == cid::Version::V0 { 0 } else { 1 },
             "rawLeaves": o.raw_leaves,
             "chunkSize": o.chunk_size,
             "maxLinks": o.max_links,
+            "hamtThreshold": o.hamt_threshold,
         }),
     }
 }
@@ -185,4 +186,70 @@ fn one_gib_all_profiles() {
         .map(|(o, _)| cid_of_file(&p, o).expect("import").to_string())
         .collect();
     assert_eq!(ours, reference_cids(&json!(cases)));
+}
+
+fn dir_configs(threshold: usize) -> Vec<(ImportOptions, Option<&'static str>)> {
+    let with = |mut o: ImportOptions| {
+        o.hamt_threshold = threshold;
+        o
+    };
+    vec![
+        (with(ImportOptions::default()), Some("unixfs-v0-2015")),
+        (with(v1_raw()), None),
+        (
+            with(ImportOptions::profile("unixfs-v1-2025").expect("profile")),
+            Some("unixfs-v1-2025"),
+        ),
+    ]
+}
+
+fn check_dirs(dirs: &[&std::path::Path], configs: &[(ImportOptions, Option<&str>)]) -> Vec<String> {
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for path in dirs {
+        for (o, p) in configs {
+            cases.push(json!({ "path": path, "dir": true, "options": js_opts(o, *p) }));
+            let r =
+                import_path(path, true, o, &NullSink, &|_| {}, &mut |_| {}).expect("import dir");
+            ours.push(r.cid.to_string());
+        }
+    }
+    assert_eq!(ours, reference_cids(&json!(cases)));
+    ours
+}
+
+#[test]
+fn hamt_sharded_directories_match_reference() {
+    // A low threshold forces sharding of small trees: 300 entries in 256 slots collide, so
+    // sub-shards appear; the nested directory is sharded too, the tiny one stays flat.
+    let root = tempfile::tempdir().expect("tmp");
+    let d = root.path().join("big");
+    for i in 0..300 {
+        write(
+            &d,
+            &format!("file-{i:03}.txt"),
+            format!("content {i}\n").as_bytes(),
+        );
+    }
+    for i in 0..40 {
+        write(&d, &format!("nested/n{i}"), b"x");
+    }
+    write(&d, "tiny/only", b"y");
+    check_dirs(&[&d], &dir_configs(1000));
+}
+
+#[test]
+fn default_threshold_shards_large_directories() {
+    // 1200 entries × (200-byte name + 34-byte CIDv0) ≈ 281 KB of links > 262144.
+    let root = tempfile::tempdir().expect("tmp");
+    let d = root.path().join("many");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    for i in 0..1200 {
+        std::fs::write(d.join(format!("{i:0200}")), b"").expect("write");
+    }
+    let cids = check_dirs(
+        &[&d],
+        &dir_configs(keel_content::importer::HAMT_THRESHOLD)[..1],
+    );
+    assert_eq!(cids.len(), 1);
 }

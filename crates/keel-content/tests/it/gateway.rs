@@ -456,3 +456,36 @@ async fn access_log_redacts_client_ip_and_query() {
     );
     assert!(text.contains("status=200"), "{text}");
 }
+
+#[tokio::test]
+async fn hamt_sharded_directory_is_listed_and_traversed() {
+    let f = fixture(ContentConfig::default());
+    let t = tempfile::tempdir().expect("tmp");
+    let src = t.path().join("sharded");
+    for i in 0..50 {
+        write(&src, &format!("f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    let o = ImportOptions {
+        hamt_threshold: 100,
+        ..ImportOptions::default()
+    };
+    let dir = ops::add_path(Some(&f.bs), &src, true, &o, &|_| {}, &mut |_| {})
+        .expect("add")
+        .cid;
+    assert_eq!(
+        ops::resolve(&f.bs, &dir.to_string()).expect("root").kind,
+        keel_content::unixfs::EntryKind::HamtShard
+    );
+    let (p, body) = send(&f.app, get(&format!("/ipfs/{dir}/"))).await;
+    assert_eq!(p.status, StatusCode::OK);
+    let html = String::from_utf8(body).expect("utf8");
+    assert!(
+        (0..50).all(|i| html.contains(&format!(">f{i}.txt<"))),
+        "{html}"
+    );
+    let (p, body) = send(&f.app, get(&format!("/ipfs/{dir}/f42.txt"))).await;
+    assert_eq!(
+        (p.status, body.as_slice()),
+        (StatusCode::OK, &b"file 42"[..])
+    );
+}

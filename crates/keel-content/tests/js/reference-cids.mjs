@@ -2,7 +2,8 @@
 // the one Helia uses; its unixfs-v0-2015 profile reproduces `ipfs add` defaults).
 // Input: a JSON file (argv[2]) with [{ "path": "...", "dir": bool, "options": {...} }, ...].
 // options: { "profile": "unixfs-v0-2015" | "unixfs-v1-2025" } or
-//          { "cidVersion": 0|1, "rawLeaves": bool, "chunkSize": N, "maxLinks": N }.
+//          { "cidVersion": 0|1, "rawLeaves": bool, "chunkSize": N, "maxLinks": N };
+//          either may add "hamtThreshold": N (shardSplitThresholdBytes).
 // Output (stdout): a JSON array of root CID strings, one per case, in order.
 import { importer } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
@@ -13,8 +14,10 @@ import * as path from 'node:path'
 const blackhole = { put: async (cid) => cid }
 
 function importerOptions (o) {
-  if (o.profile != null) return { profile: o.profile }
+  const shard = o.hamtThreshold != null ? { shardSplitThresholdBytes: o.hamtThreshold } : {}
+  if (o.profile != null) return { profile: o.profile, ...shard }
   return {
+    ...shard,
     cidVersion: o.cidVersion,
     rawLeaves: o.rawLeaves,
     leafType: 'file',
