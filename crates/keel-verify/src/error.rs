@@ -125,5 +125,30 @@ pub enum VerifyError {
     },
 }
 
+impl VerifyError {
+    /// True when the error condemns the upstream's answer (a forged or broken proof, a value
+    /// that the proof contradicts, an answer for something else): record it as evidence,
+    /// penalise that upstream and retry on another one. False when the fault is on keel's or the
+    /// client's side (bad input, unpinnable params, the evidence log itself): retrying on
+    /// another upstream will not help.
+    pub fn is_upstream_fault(&self) -> bool {
+        match self {
+            Self::NodeMismatch { .. }
+            | Self::BadNode { .. }
+            | Self::ProofTooShort { .. }
+            | Self::ProofTooLong { .. }
+            | Self::EmptyProofForNonEmptyRoot { .. }
+            | Self::ValueMismatch { .. }
+            | Self::BadAnswer(_)
+            | Self::WrongSubject { .. }
+            | Self::CodeHashMismatch { .. } => true,
+            Self::BadInput { .. }
+            | Self::BadParams { .. }
+            | Self::RecordTooLarge { .. }
+            | Self::Io { .. } => false,
+        }
+    }
+}
+
 /// Result with [`VerifyError`].
 pub type Result<T, E = VerifyError> = std::result::Result<T, E>;

@@ -83,7 +83,7 @@ pub struct EvidenceRecord {
     /// The block number the request was pinned to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block: Option<u64>,
-    /// Proof mode: the trusted state root the proof was checked against, and where it came from.
+    /// Proof mode: the trusted state root the proof was checked against (`0x`-hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_root: Option<String>,
     /// quorum or proof.
@@ -140,8 +140,10 @@ fn io_err(path: &Path, e: &std::io::Error) -> VerifyError {
 /// if needed.
 fn encode(record: &mut EvidenceRecord) -> Result<Vec<u8>> {
     loop {
-        let mut line = serde_json::to_vec(&*record)
-            .map_err(|e| VerifyError::BadAnswer(format!("evidence record: {e}")))?;
+        let mut line = serde_json::to_vec(&*record).map_err(|e| VerifyError::Io {
+            path: FILE_NAME.to_owned(),
+            message: format!("cannot serialize the record: {e}"),
+        })?;
         line.push(b'\n');
         if line.len() <= MAX_RECORD_BYTES {
             return Ok(line);

@@ -219,6 +219,21 @@ pub fn verify_account_proof(
     storage_keys: &[[u8; 32]],
     answer: &RawValue,
 ) -> Result<VerifiedAccount> {
+    // The inputs are typed, so every unparsable hex string is the answer's fault.
+    verify(state_root, address, storage_keys, answer).map_err(|e| match e {
+        VerifyError::BadInput { what, reason } => {
+            VerifyError::BadAnswer(format!("{what}: {reason}"))
+        }
+        e => e,
+    })
+}
+
+fn verify(
+    state_root: &[u8; 32],
+    address: &[u8; 20],
+    storage_keys: &[[u8; 32]],
+    answer: &RawValue,
+) -> Result<VerifiedAccount> {
     let a: Answer =
         serde_json::from_str(answer.get()).map_err(|e| VerifyError::BadAnswer(e.to_string()))?;
     let claimed_address = parse_address(&a.address)?;
@@ -392,6 +407,18 @@ mod tests {
         assert!(parse_word(&format!("0x1{}", "0".repeat(64)), "k").is_err());
         assert_eq!(quantity(&[0, 0]), "0x0");
         assert_eq!(quantity(&[0, 0x0a, 0xbc]), "0xabc");
+    }
+
+    #[test]
+    fn unparsable_answers_are_the_upstreams_fault() {
+        let raw = RawValue::from_string(
+            r#"{"address":"0xzz","accountProof":[],"balance":"0x0","codeHash":"0x0","nonce":"0x0","storageHash":"0x0"}"#
+                .to_owned(),
+        )
+        .unwrap();
+        let err = verify_account_proof(&EMPTY_ROOT, &[0; 20], &[], &raw).unwrap_err();
+        assert!(matches!(err, VerifyError::BadAnswer(_)), "{err}");
+        assert!(err.is_upstream_fault());
     }
 
     #[test]

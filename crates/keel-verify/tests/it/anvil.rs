@@ -209,3 +209,30 @@ async fn capture_fixture() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/contract_proof.json");
     std::fs::write(&path, serde_json::to_string_pretty(&case).unwrap() + "\n").unwrap();
 }
+
+#[tokio::test]
+async fn two_identical_liars_win_the_quorum_but_fail_the_proof() {
+    let anvil = Anvil::start(&[]).await;
+    let url = anvil.url();
+    setup_contract(&url).await;
+    let case = fetch_case(&url, CONTRACT, &[SLOT_A]).await;
+    let mut lie = case.proof.clone();
+    lie["storageProof"][0]["value"] = json!("0x2b");
+    let m = "eth_getProof";
+    let canon = |v: &serde_json::Value| {
+        keel_verify::canonical_for(m, &serde_json::value::to_raw_value(v).unwrap())
+    };
+    let answers = [
+        ("honest", canon(&case.proof)),
+        ("liar1", canon(&lie)),
+        ("liar2", canon(&lie)),
+    ];
+    let keel_verify::Outcome::Agreed { agreeing, .. } = keel_verify::quorum(&answers, 2) else {
+        panic!("no agreement")
+    };
+    assert_eq!(agreeing, ["liar1", "liar2"]);
+    // Proof beats numbers: the agreed answer does not verify, the honest one does.
+    let err = case.verify_answer(&lie).unwrap_err();
+    assert!(err.is_upstream_fault(), "{err}");
+    assert!(case.verify_answer(&case.proof).is_ok());
+}
