@@ -27,6 +27,8 @@ pub struct Health {
 struct Inner {
     ewma_latency_us: f64,
     error_rate: f64,
+    timeout_rate: f64,
+    timeouts: u64,
     consecutive_failures: u32,
     breaker: Breaker,
     window: [u32; WINDOW],
@@ -93,8 +95,12 @@ pub struct HealthSnapshot {
     pub latency_p50_ms: f64,
     /// 99th percentile of recent latencies, milliseconds.
     pub latency_p99_ms: f64,
-    /// Exponentially weighted error rate, 0..1.
+    /// Exponentially weighted error rate (all failures), 0..1.
     pub error_rate: f64,
+    /// Exponentially weighted rate of timeouts, 0..1.
+    pub timeout_rate: f64,
+    /// Calls that timed out.
+    pub timeouts: u64,
     /// Whether the circuit breaker is open or half-open.
     pub ejected: bool,
     /// Calls made.
@@ -113,6 +119,8 @@ impl Health {
             inner: Mutex::new(Inner {
                 ewma_latency_us: 0.0,
                 error_rate: 0.0,
+                timeout_rate: 0.0,
+                timeouts: 0,
                 consecutive_failures: 0,
                 breaker: Breaker::Closed,
                 window: [0; WINDOW],
@@ -157,6 +165,7 @@ impl Health {
             g.ewma_latency_us + EWMA_ALPHA * (us - g.ewma_latency_us)
         };
         g.error_rate *= 1.0 - EWMA_ALPHA;
+        g.timeout_rate *= 1.0 - EWMA_ALPHA;
         g.requests += 1;
         g.consecutive_failures = 0;
         let i = g.window_next;
@@ -166,11 +175,14 @@ impl Health {
         g.breaker = Breaker::Closed;
     }
 
-    /// Records a failed call (transport error, timeout, HTTP 5xx or 429) at `now`.
-    /// Returns true when this failure ejected the upstream.
-    pub fn record_failure(&self, now: Instant) -> bool {
+    /// Records a failed call (transport error, timeout, HTTP 5xx or 429) at `now`; `timeout`
+    /// says whether it was a timeout. Returns true when this failure ejected the upstream.
+    pub fn record_failure(&self, now: Instant, timeout: bool) -> bool {
         let mut g = self.inner.lock();
         g.error_rate += EWMA_ALPHA * (1.0 - g.error_rate);
+        let t = if timeout { 1.0 } else { 0.0 };
+        g.timeout_rate += EWMA_ALPHA * (t - g.timeout_rate);
+        g.timeouts += u64::from(timeout);
         g.requests += 1;
         g.failures += 1;
         g.consecutive_failures = g.consecutive_failures.saturating_add(1);
@@ -237,6 +249,8 @@ impl Health {
             latency_p50_ms: pct(0.50),
             latency_p99_ms: pct(0.99),
             error_rate: g.error_rate,
+            timeout_rate: g.timeout_rate,
+            timeouts: g.timeouts,
             ejected: !matches!(g.breaker, Breaker::Closed),
             requests: g.requests,
             failures: g.failures,
@@ -262,9 +276,12 @@ mod tests {
     fn threshold_failures_eject_then_one_probe_is_admitted() {
         let h = health();
         let t0 = Instant::now();
-        assert!(!h.record_failure(t0));
-        assert!(!h.record_failure(t0));
-        assert!(h.record_failure(t0), "third consecutive failure ejects");
+        assert!(!h.record_failure(t0, false));
+        assert!(!h.record_failure(t0, false));
+        assert!(
+            h.record_failure(t0, false),
+            "third consecutive failure ejects"
+        );
         assert_eq!(h.admit(t0), Admission::No);
         assert!(!h.is_available(t0 + Duration::from_millis(99)));
         let later = t0 + Duration::from_millis(100);
@@ -281,13 +298,13 @@ mod tests {
         let h = health();
         let mut now = Instant::now();
         for _ in 0..3 {
-            h.record_failure(now);
+            h.record_failure(now, false);
         }
         let mut expected = Duration::from_millis(100);
         for _ in 0..4 {
             now += expected;
             assert_eq!(h.admit(now), Admission::Probe);
-            assert!(h.record_failure(now));
+            assert!(h.record_failure(now, false));
             expected = (expected * 2).min(Duration::from_millis(350));
             assert!(!h.is_available(now + expected - Duration::from_millis(1)));
             assert!(h.is_available(now + expected));
@@ -299,7 +316,7 @@ mod tests {
         let h = health();
         let t0 = Instant::now();
         for _ in 0..3 {
-            h.record_failure(t0);
+            h.record_failure(t0, false);
         }
         let later = t0 + Duration::from_millis(100);
         assert_eq!(h.admit(later), Admission::Probe);
@@ -315,10 +332,10 @@ mod tests {
     fn success_resets_consecutive_failures() {
         let h = health();
         let now = Instant::now();
-        h.record_failure(now);
-        h.record_failure(now);
+        h.record_failure(now, false);
+        h.record_failure(now, false);
         h.record_success(Duration::from_millis(2));
-        assert!(!h.record_failure(now));
+        assert!(!h.record_failure(now, false));
         assert!(!h.is_ejected());
     }
 
@@ -333,7 +350,11 @@ mod tests {
         assert!(s.latency_p99_ms >= 98.0, "{s:?}");
         assert_eq!(s.requests, 100);
         assert_eq!(s.error_rate, 0.0);
-        h.record_failure(Instant::now());
-        assert!(h.snapshot().error_rate > 0.0);
+        h.record_failure(Instant::now(), true);
+        let s = h.snapshot();
+        assert!(
+            s.error_rate > 0.0 && s.timeout_rate > 0.0 && s.timeouts == 1,
+            "{s:?}"
+        );
     }
 }

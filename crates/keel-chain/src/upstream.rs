@@ -263,7 +263,10 @@ impl Upstream {
         match &result {
             Ok(_) => self.health.record_success(done - now),
             Err(e) if e.counts_against_health() => {
-                if self.health.record_failure(done) {
+                if self
+                    .health
+                    .record_failure(done, matches!(e, CallError::Timeout { .. }))
+                {
                     tracing::warn!(upstream = %self.name, error = %e, "upstream ejected");
                 }
             }

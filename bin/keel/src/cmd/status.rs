@@ -67,6 +67,7 @@ fn render(r: &StatusReport) -> String {
             "P50 MS",
             "P99 MS",
             "ERR %",
+            "TIMEOUT %",
             "IN-FLIGHT",
             "SCORE",
         ]
@@ -95,6 +96,7 @@ fn render(r: &StatusReport) -> String {
                 format!("{:.1}", h("latency_p50_ms")),
                 format!("{:.1}", h("latency_p99_ms")),
                 format!("{:.1}", h("error_rate") * 100.0),
+                format!("{:.1}", h("timeout_rate") * 100.0),
                 f("in_flight").to_string(),
                 format!("{:.2}", f("score").as_f64().unwrap_or(0.0)),
             ]);
