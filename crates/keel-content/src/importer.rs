@@ -695,6 +695,18 @@ mod tests {
             only(b"hello world\n", &d),
             "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
         );
+        // The empty UnixFS directory (`ipfs object new unixfs-dir`), v0 and v1.
+        let dir = |o: &ImportOptions| {
+            build_directory(Vec::new(), o, &NullSink, Path::new("empty"))
+                .expect("dir")
+                .cid
+                .to_string()
+        };
+        assert_eq!(dir(&d), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+        assert_eq!(
+            dir(&ImportOptions::cid_v1()),
+            "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354"
+        );
     }
 
     #[test]
