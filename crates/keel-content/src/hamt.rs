@@ -188,12 +188,12 @@ pub(crate) fn flatten(
         return Err(Error::Malformed("HAMT deeper than 8 levels".to_owned()));
     }
     for l in links {
-        let (prefix, name) = l
+        let name = l
             .name
             .split_at_checked(2)
-            .filter(|(p, _)| p.chars().all(|c| c.is_ascii_hexdigit()))
+            .filter(|(slot, _)| slot.chars().all(|c| c.is_ascii_hexdigit()))
+            .map(|(_, name)| name)
             .ok_or_else(|| Error::Malformed(format!("bad HAMT link name `{}`", l.name)))?;
-        let _ = prefix;
         if name.is_empty() {
             let sub = load(&l.cid)?;
             flatten(&sub, load, depth + 1, out)?;

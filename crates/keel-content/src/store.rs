@@ -178,7 +178,8 @@ impl Blockstore {
         }
     }
 
-    /// Verifies `data` against `cid` and stores it atomically. Existing blocks are kept.
+    /// Verifies `data` against `cid` and stores it atomically. An intact existing block is
+    /// kept; a corrupt one is replaced.
     pub fn put_verified(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
         check_supported(cid)?;
         if data.len() > MAX_BLOCK_SIZE {
@@ -200,7 +201,11 @@ impl Blockstore {
             return Ok(());
         }
         let path = self.path_of(cid.hash());
-        if path.exists() {
+        // An existing block is kept only if it is intact; a corrupt one is replaced, so
+        // re-adding or re-importing content heals the store.
+        if let Ok(existing) = fs::read(&path)
+            && matches(cid, &existing)
+        {
             return Ok(());
         }
         let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
