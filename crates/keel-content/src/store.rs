@@ -12,11 +12,12 @@
 //! file, are fsynced and renamed into place; a crash leaves either the whole block or nothing.
 //! Every read re-hashes the bytes and fails with [`Error::Corrupt`] if they no longer match.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cid::Cid;
 use cid::multibase::{self, Base};
@@ -79,6 +80,8 @@ struct Inner {
     tmp: PathBuf,
     pins: PathBuf,
     counter: AtomicU64,
+    /// Shard directories that received renames not yet made durable by a directory fsync.
+    dirty: Mutex<HashSet<PathBuf>>,
     metrics: Arc<Metrics>,
 }
 
@@ -109,6 +112,7 @@ impl Blockstore {
                 tmp,
                 pins,
                 counter: AtomicU64::new(0),
+                dirty: Mutex::new(HashSet::new()),
                 metrics,
             }),
         })
@@ -222,6 +226,9 @@ impl Blockstore {
                 fs::create_dir_all(dir).map_err(Error::io(dir))?;
             }
             fs::rename(&tmp, &path).map_err(Error::io(&path))?;
+            if let Ok(mut d) = self.inner.dirty.lock() {
+                d.insert(dir.to_owned());
+            }
             Ok(())
         })();
         if res.is_err() {
@@ -318,7 +325,11 @@ impl Blockstore {
     }
 
     /// Records a local pin (atomically).
+    ///
+    /// Blocks written before are made durable first ([`Blockstore::sync`]), so after a crash a
+    /// pin never refers to blocks whose directory entries were lost.
     pub fn pin(&self, cid: &Cid, kind: PinKind) -> Result<(), Error> {
+        self.sync()?;
         let path = self.pin_path(cid);
         let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = self
@@ -329,7 +340,24 @@ impl Blockstore {
         f.write_all(format!("{}\n{cid}", kind.as_str()).as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(Error::io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(Error::io(&path))
+        fs::rename(&tmp, &path).map_err(Error::io(&path))?;
+        sync_dir(&self.inner.pins)
+    }
+
+    /// Makes every block renamed into place so far durable (fsyncs their directories).
+    /// Block files themselves are fsynced before their rename.
+    pub fn sync(&self) -> Result<(), Error> {
+        let dirs: Vec<PathBuf> = match self.inner.dirty.lock() {
+            Ok(mut d) => d.drain().collect(),
+            Err(_) => return Err(Error::Task("blockstore lock poisoned".to_owned())),
+        };
+        for d in &dirs {
+            sync_dir(d)?;
+        }
+        if !dirs.is_empty() {
+            sync_dir(&self.inner.blocks)?;
+        }
+        Ok(())
     }
 
     /// Removes a local pin; `false` if it was not pinned.
@@ -375,6 +403,12 @@ impl Blockstore {
             Err(e) => Err(Error::Io { path, source: e }),
         }
     }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(Error::io(dir))
 }
 
 fn parse_pin(text: &str) -> (PinKind, Option<Cid>) {
