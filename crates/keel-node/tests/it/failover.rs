@@ -11,25 +11,13 @@ use std::{
 use keel_testkit::{Anvil, DEV_ADDR_0, config_for, eventually};
 use serde_json::json;
 
-use crate::support::{Running, call};
+use crate::support::{Running, call, cluster};
 
 const GENESIS: &[&str] = &["--timestamp", "1700000000"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_an_upstream_under_load_fails_no_request() {
-    let mut nodes = [
-        Anvil::start(GENESIS).await,
-        Anvil::start(GENESIS).await,
-        Anvil::start(GENESIS).await,
-    ];
-    let urls: Vec<String> = nodes.iter().map(Anvil::url).collect();
-    let r = Running::start(config_for(
-        "dev",
-        31337,
-        &[("a", &urls[0]), ("b", &urls[1]), ("c", &urls[2])],
-    ))
-    .await;
-    r.ready().await;
+    let (mut nodes, urls, r) = cluster(GENESIS, &["a", "b", "c"]).await;
     let url = r.rpc_url("dev");
     let expected = call(&urls[0], "eth_getBalance", json!([DEV_ADDR_0, "latest"]))
         .await
@@ -103,20 +91,11 @@ async fn killing_an_upstream_under_load_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_upstream_gets_no_head_reads_until_it_catches_up() {
-    let args = ["--no-mining", "--timestamp", "1700000000"];
-    let nodes = [
-        Anvil::start(&args).await,
-        Anvil::start(&args).await,
-        Anvil::start(&args).await,
-    ];
-    let urls: Vec<String> = nodes.iter().map(Anvil::url).collect();
-    let r = Running::start(config_for(
-        "dev",
-        31337,
-        &[("a", &urls[0]), ("b", &urls[1]), ("slow", &urls[2])],
-    ))
+    let (_nodes, urls, r) = cluster(
+        &["--no-mining", "--timestamp", "1700000000"],
+        &["a", "b", "slow"],
+    )
     .await;
-    r.ready().await;
     for u in &urls[..2] {
         call(u, "anvil_mine", json!(["0x14"])).await;
     }

@@ -92,6 +92,31 @@ pub async fn call(
     .await
 }
 
+/// Starts one anvil per name with `args`, and a ready node serving them as chain `dev` (31337).
+pub async fn cluster(
+    args: &[&str],
+    names: &[&str],
+) -> (Vec<keel_testkit::Anvil>, Vec<String>, Running) {
+    let mut nodes = Vec::new();
+    for _ in names {
+        nodes.push(keel_testkit::Anvil::start(args).await);
+    }
+    let urls: Vec<String> = nodes.iter().map(keel_testkit::Anvil::url).collect();
+    let ups: Vec<(&str, &str)> = names
+        .iter()
+        .copied()
+        .zip(urls.iter().map(String::as_str))
+        .collect();
+    let r = Running::start(keel_testkit::config_for("dev", 31337, &ups)).await;
+    r.ready().await;
+    (nodes, urls, r)
+}
+
+/// GETs `url` and returns its body.
+pub async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 pub async fn cast(args: &[&str]) -> String {
     let out = tokio::process::Command::new(keel_testkit::cast())
         .args(args)

@@ -5,7 +5,7 @@ use std::time::Duration;
 use keel_testkit::{Anvil, config_for, eventually};
 use serde_json::json;
 
-use crate::support::{Running, call};
+use crate::support::{Running, call, cluster, get_text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_serving_another_chain_is_refused() {
@@ -46,18 +46,8 @@ async fn secrets_in_upstream_urls_never_reach_status_metrics_or_errors() {
         let (_, _, v) = call(&url, "eth_chainId", json!([])).await;
         assert_eq!(v["result"], "0x7a69", "{v}");
     }
-    let status = reqwest::get(r.admin("/status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let metrics = reqwest::get(r.admin("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let status = get_text(&r.admin("/status")).await;
+    let metrics = get_text(&r.admin("/metrics")).await;
     assert!(status.contains("http://127.0.0.1:1/…"), "{status}");
     drop(anvil);
     let (_, _, err) = call(&url, "eth_chainId", json!([])).await;
@@ -135,20 +125,11 @@ async fn admin_endpoints_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_transactions_reach_every_upstream_and_known_ones_count_as_sent() {
-    let args = ["--no-mining", "--timestamp", "1700000000"];
-    let nodes = [
-        Anvil::start(&args).await,
-        Anvil::start(&args).await,
-        Anvil::start(&args).await,
-    ];
-    let urls: Vec<String> = nodes.iter().map(Anvil::url).collect();
-    let r = Running::start(config_for(
-        "dev",
-        31337,
-        &[("a", &urls[0]), ("b", &urls[1]), ("c", &urls[2])],
-    ))
+    let (_nodes, urls, r) = cluster(
+        &["--no-mining", "--timestamp", "1700000000"],
+        &["a", "b", "c"],
+    )
     .await;
-    r.ready().await;
     let raw = crate::support::cast(&[
         "mktx",
         "--private-key",
