@@ -108,7 +108,7 @@ pub fn parse_public_key(hex: &str) -> Result<VerifyingKey> {
 }
 
 /// Verifies an Ed25519 signature strictly (RFC 8032 §5.1.7 with canonical `S`, canonical `R`
-/// and `A`, and neither of small order). The C2SP/CCTV edge-case vectors are all rejected.
+/// and `A`, and neither of small order). Every flagged C2SP/CCTV edge-case vector is rejected.
 pub fn verify_strict(key: &VerifyingKey, msg: &[u8], sig: &[u8; 64]) -> bool {
     // `VerifyingKey::verify_strict` checks S < L, rejects small-order R and A, and compares
     // the encoding of the recomputed R with the given bytes (so a non-canonical R fails).
