@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 SECS=${1:-15}
 command -v nginx >/dev/null && command -v wrk >/dev/null || apt-get install -y -qq nginx-light wrk >/dev/null
 cargo build --release --quiet -p keel -p keel-testkit --bins
-BIN=target/release
+BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
 P1=19001 P2=19002 P3=19003 NGINX=19100 KEEL=19200 ADMIN=19201
 pids=()
