@@ -24,6 +24,6 @@ pub use crate::{
     error::{CallError, ChainError},
     health::{Admission, Health, HealthSnapshot, UpstreamState},
     metrics::ChainMetrics,
-    tracker::HeadTracker,
+    tracker::{HeadTracker, parse_quantity},
     upstream::{Upstream, UpstreamStatus},
 };

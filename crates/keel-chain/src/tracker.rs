@@ -138,7 +138,7 @@ async fn poll_once(chain: &Chain, up: &Upstream, timeout: Duration) -> Result<()
         let id = serde_json::from_slice::<Reply<String>>(&body)
             .ok()
             .and_then(|r| r.result)
-            .and_then(|hex| parse_hex_u64(&hex))
+            .and_then(|hex| parse_quantity(&hex))
             .ok_or_else(|| invalid(up, "eth_chainId did not return a hex number"))?;
         let ok = id == chain.chain_id();
         up.set_chain_check(id, ok);
@@ -155,7 +155,7 @@ async fn poll_once(chain: &Chain, up: &Upstream, timeout: Duration) -> Result<()
         .and_then(|r| r.result)
         .ok_or_else(|| invalid(up, "eth_getBlockByNumber(latest) returned no block"))?;
     let number =
-        parse_hex_u64(&head.number).ok_or_else(|| invalid(up, "block number is not hex"))?;
+        parse_quantity(&head.number).ok_or_else(|| invalid(up, "block number is not hex"))?;
     up.set_head(number);
     chain.remember_block(&head.hash, number);
     chain.observe_head(number);
@@ -169,7 +169,7 @@ fn invalid(up: &Upstream, reason: &str) -> CallError {
     }
 }
 
-/// Parses a `0x…` quantity.
-pub(crate) fn parse_hex_u64(s: &str) -> Option<u64> {
+/// Parses a JSON-RPC `0x…` quantity that fits in a `u64` (block numbers, chain ids).
+pub fn parse_quantity(s: &str) -> Option<u64> {
     u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
 }

@@ -143,11 +143,13 @@ async fn read(
                     (None, Some(result)) => null_may_be_lag && result.get() == "null",
                     (None, None) => false,
                 };
-                let ahead_exists = chain
-                    .upstreams()
-                    .iter()
-                    .any(|u| !tried.contains(&u.index()) && u.head() > up.head());
-                if maybe_behind && ahead_exists {
+                let ahead_exists = || {
+                    chain
+                        .upstreams()
+                        .iter()
+                        .any(|u| !tried.contains(&u.index()) && u.head() > up.head())
+                };
+                if maybe_behind && ahead_exists() {
                     held = Some(Held {
                         body: resp,
                         upstream: up,

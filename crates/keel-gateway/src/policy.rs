@@ -165,18 +165,11 @@ fn need_of_block_arg(chain: &Chain, arg: &RawValue) -> Need {
         return match tag {
             "latest" | "pending" => Need::Head,
             "earliest" | "safe" | "finalized" => Need::Any,
-            hex => hex
-                .strip_prefix("0x")
-                .and_then(|h| u64::from_str_radix(h, 16).ok())
-                .map_or(Need::Head, Need::Block),
+            hex => keel_chain::parse_quantity(hex).map_or(Need::Head, Need::Block),
         };
     }
     if let Ok(obj) = serde_json::from_str::<Eip1898<'_>>(arg.get()) {
-        if let Some(n) = obj
-            .block_number
-            .and_then(|h| h.strip_prefix("0x"))
-            .and_then(|h| u64::from_str_radix(h, 16).ok())
-        {
+        if let Some(n) = obj.block_number.and_then(keel_chain::parse_quantity) {
             return Need::Block(n);
         }
         if let Some(n) = obj.block_hash.and_then(|h| chain.block_number_of(h)) {
