@@ -6,15 +6,16 @@
 //! it, so a forged or damaged CAR can add only valid blocks and the store stays consistent.
 //! Memory is bounded by one block.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 
 use cid::Cid;
 
 use crate::Error;
-use crate::block::{MAX_BLOCK_SIZE, check_supported, matches};
+use crate::block::{IDENTITY, MAX_BLOCK_SIZE, check_supported, matches};
 use crate::pb::put_varint;
 use crate::store::Blockstore;
-use crate::unixfs::walk_blocks;
+use crate::unixfs::{EntryKind, resolve_verifiable, walk_blocks, walk_blocks_where};
 
 const MAX_HEADER: u64 = 1 << 20;
 
@@ -89,42 +90,171 @@ pub fn export<W: Write>(bs: &Blockstore, root: &Cid, mut w: W) -> Result<u64, Er
     Ok(n)
 }
 
-/// Reads a CAR v1 stream, verifying and storing every block.
-pub fn import<R: Read>(bs: &Blockstore, mut r: R) -> Result<CarImport, Error> {
-    let hlen = read_varint(&mut r)?.ok_or_else(|| Error::Car("empty input".to_owned()))?;
-    if hlen == 0 || hlen > MAX_HEADER {
-        return Err(Error::Car(format!("header length {hlen} out of range")));
+/// Which blocks below the end of a path a CAR holds (the trustless gateway's `dag-scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DagScope {
+    /// The whole DAG under the terminal node (the default).
+    #[default]
+    All,
+    /// What is needed to read the terminal entity: every block of a file; a directory's own
+    /// block (and, for a HAMT-sharded one, all its shard blocks) but not its entries.
+    Entity,
+    /// Only the terminal node's block.
+    Block,
+}
+
+impl DagScope {
+    /// Parses `all`, `entity` or `block`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "all" => Some(Self::All),
+            "entity" => Some(Self::Entity),
+            "block" => Some(Self::Block),
+            _ => None,
+        }
     }
-    let mut hbuf = vec![0; hlen as usize];
-    r.read_exact(&mut hbuf)
-        .map_err(|_| Error::Car("truncated header".to_owned()))?;
-    let roots = parse_header(&hbuf)?;
-    let mut blocks = 0u64;
-    let mut buf = Vec::new();
-    while let Some(len) = read_varint(&mut r)? {
+
+    /// The parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Entity => "entity",
+            Self::Block => "block",
+        }
+    }
+}
+
+/// Writes sections, each block at most once, skipping identity CIDs (their bytes are in the
+/// CID itself).
+struct SectionWriter<W> {
+    w: W,
+    written: HashSet<Vec<u8>>,
+    sec: Vec<u8>,
+    blocks: u64,
+}
+
+impl<W: Write> SectionWriter<W> {
+    fn block(&mut self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
+        if cid.hash().code() == IDENTITY || !self.written.insert(cid.to_bytes()) {
+            return Ok(());
+        }
+        let cb = cid.to_bytes();
+        self.sec.clear();
+        put_varint(&mut self.sec, (cb.len() + data.len()) as u64);
+        self.w.write_all(&self.sec)?;
+        self.w.write_all(&cb)?;
+        self.w.write_all(data)?;
+        self.blocks += 1;
+        Ok(())
+    }
+}
+
+/// Writes the trustless gateway's CAR for `root/path`: the header names `root`; then every
+/// block needed to verify the path from `root` (each directory on the way, and inside
+/// HAMT-sharded directories the shard blocks on the name's hash path), in path order; then
+/// the blocks of the terminal node selected by `scope`, depth-first, parents first. Each
+/// block appears once; identity CIDs are not written. Returns the number of blocks.
+pub fn export_path<W: Write>(
+    bs: &Blockstore,
+    root: &Cid,
+    path: &[String],
+    scope: DagScope,
+    mut w: W,
+) -> Result<u64, Error> {
+    w.write_all(&header(std::slice::from_ref(root)))?;
+    let mut out = SectionWriter {
+        w,
+        written: HashSet::new(),
+        sec: Vec::with_capacity(16),
+        blocks: 0,
+    };
+    let node = resolve_verifiable(bs, root, path, &mut |c, d| out.block(c, d))?;
+    let follow: fn(&crate::pb::PbLink) -> bool = match (scope, node.kind) {
+        (DagScope::All, _) | (DagScope::Entity, EntryKind::File) => |_| true,
+        // A sub-shard link's name is its two-digit slot alone.
+        (DagScope::Entity, EntryKind::HamtShard) => |l| l.name.len() == 2,
+        _ => |_| false,
+    };
+    walk_blocks_where(bs, &node.cid, &follow, &mut |c, d| out.block(c, d))?;
+    out.w.flush()?;
+    Ok(out.blocks)
+}
+
+/// Reads a CAR v1 stream block by block, verifying each block against its CID. Memory is
+/// bounded by one block.
+#[derive(Debug)]
+pub struct CarReader<R> {
+    r: R,
+    roots: Vec<Cid>,
+    index: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: Read> CarReader<R> {
+    /// Reads and checks the header.
+    pub fn new(mut r: R) -> Result<Self, Error> {
+        let hlen = read_varint(&mut r)?.ok_or_else(|| Error::Car("empty input".to_owned()))?;
+        if hlen == 0 || hlen > MAX_HEADER {
+            return Err(Error::Car(format!("header length {hlen} out of range")));
+        }
+        let mut hbuf = vec![0; hlen as usize];
+        r.read_exact(&mut hbuf)
+            .map_err(|_| Error::Car("truncated header".to_owned()))?;
+        let roots = parse_header(&hbuf)?;
+        Ok(Self {
+            r,
+            roots,
+            index: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Roots named in the header.
+    pub fn roots(&self) -> &[Cid] {
+        &self.roots
+    }
+
+    /// The next block, verified against its CID (a supported codec and hash, and bytes that
+    /// hash to it); `None` at the end of the stream.
+    pub fn next_block(&mut self) -> Result<Option<(Cid, &[u8])>, Error> {
+        let i = self.index;
+        let Some(len) = read_varint(&mut self.r)? else {
+            return Ok(None);
+        };
         if len == 0 || len > (MAX_BLOCK_SIZE + 128) as u64 {
             return Err(Error::Car(format!(
-                "section {blocks}: length {len} out of range (blocks are at most {MAX_BLOCK_SIZE} bytes)"
+                "section {i}: length {len} out of range (blocks are at most {MAX_BLOCK_SIZE} bytes)"
             )));
         }
-        buf.resize(len as usize, 0);
-        r.read_exact(&mut buf).map_err(|_| {
-            Error::Car(format!(
-                "truncated in section {blocks} (expected {len} bytes)"
-            ))
-        })?;
-        let mut cur = std::io::Cursor::new(&buf[..]);
+        self.buf.resize(len as usize, 0);
+        self.r
+            .read_exact(&mut self.buf)
+            .map_err(|_| Error::Car(format!("truncated in section {i} (expected {len} bytes)")))?;
+        let mut cur = std::io::Cursor::new(&self.buf[..]);
         let cid = Cid::read_bytes(&mut cur)
-            .map_err(|e| Error::Car(format!("section {blocks}: invalid CID: {e}")))?;
-        let data = &buf[cur.position() as usize..];
+            .map_err(|e| Error::Car(format!("section {i}: invalid CID: {e}")))?;
+        let data = &self.buf[cur.position() as usize..];
         check_supported(&cid)?;
         if !matches(&cid, data) {
             return Err(Error::Mismatch { cid: Box::new(cid) });
         }
+        self.index += 1;
+        Ok(Some((cid, data)))
+    }
+}
+
+/// Reads a CAR v1 stream, verifying and storing every block.
+pub fn import<R: Read>(bs: &Blockstore, r: R) -> Result<CarImport, Error> {
+    let mut car = CarReader::new(r)?;
+    let mut blocks = 0u64;
+    while let Some((cid, data)) = car.next_block()? {
         bs.put_verified(&cid, data)?;
         blocks += 1;
     }
-    Ok(CarImport { roots, blocks })
+    Ok(CarImport {
+        roots: car.roots,
+        blocks,
+    })
 }
 
 /// Reads an unsigned LEB128 varint; `None` at a clean EOF before the first byte.

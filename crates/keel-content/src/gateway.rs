@@ -6,8 +6,10 @@
 //! - Directories: `index.html` if present, else an HTML listing; a directory URL without a
 //!   trailing slash is redirected (301) to one with it.
 //! - Trustless responses: `?format=raw` or `Accept: application/vnd.ipld.raw` returns the
-//!   block itself; `?format=car` or `Accept: application/vnd.ipld.car` streams a CAR v1 of the
-//!   DAG. Clients verify both against the CID.
+//!   block itself; `?format=car` or `Accept: application/vnd.ipld.car` streams a CAR v1 whose
+//!   header names the requested root CID and which holds the blocks that prove the path from
+//!   the root, then the terminal DAG as `dag-scope` (`all`, `entity`, `block`) selects.
+//!   Clients verify both against the CID.
 //! - Errors: 400 bad CID or path, 404 not in the store (answered at once: keel does not fetch
 //!   from the network), 504 when resolution exceeds `missing_block_timeout`, 500 for a block
 //!   that fails verification — corrupt bytes are never sent.
@@ -23,10 +25,12 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
-use crate::Error;
+use sha2::{Digest, Sha256};
+
 use crate::block::check_supported;
 use crate::http::{AppState, CachedFile, Query, percent_decode};
 use crate::unixfs::{self, EntryKind, Node};
+use crate::{Error, car};
 
 const IMMUTABLE: &str = "public, max-age=29030400, immutable";
 
@@ -97,6 +101,66 @@ fn format_of(q: &Query, headers: &HeaderMap) -> Result<Format, Response> {
     }
 }
 
+/// Checks the CAR request parameters (trustless gateway spec, IPIP-412) and returns the
+/// `dag-scope`. keel writes CAR v1, depth-first (`order=dfs`), each block once (`dups=n`);
+/// anything else, and `entity-bytes`, is a 400 naming the parameter.
+fn car_params(q: &Query, headers: &HeaderMap) -> Result<car::DagScope, Response> {
+    let bad = |what: String| text(StatusCode::BAD_REQUEST, what);
+    let scope = match q.get("dag-scope") {
+        None => car::DagScope::All,
+        Some(v) => car::DagScope::parse(v).ok_or_else(|| {
+            bad(format!(
+                "unsupported dag-scope `{v}` (all, entity or block)"
+            ))
+        })?,
+    };
+    if let Some(v) = q.get("entity-bytes") {
+        return Err(bad(format!(
+            "entity-bytes={v} is not supported by this gateway; request the whole entity (dag-scope=entity) or use a Range request without format=car"
+        )));
+    }
+    // Query parameters take precedence over the Accept header's CAR parameters.
+    let mut params: Vec<(String, String)> = Vec::new();
+    if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+        && let Some(car_type) = accept
+            .split(',')
+            .find(|t| t.trim_start().starts_with("application/vnd.ipld.car"))
+    {
+        for p in car_type.split(';').skip(1) {
+            if let Some((k, v)) = p.split_once('=') {
+                params.push((
+                    k.trim().to_ascii_lowercase(),
+                    v.trim().trim_matches('"').to_owned(),
+                ));
+            }
+        }
+    }
+    for (query_key, key) in [
+        ("car-version", "version"),
+        ("car-order", "order"),
+        ("car-dups", "dups"),
+    ] {
+        if let Some(v) = q.get(query_key) {
+            params.retain(|(k, _)| k != key);
+            params.push((key.to_owned(), v.to_owned()));
+        }
+    }
+    for (k, v) in &params {
+        let ok = match k.as_str() {
+            "version" => v == "1",
+            "order" => v == "dfs" || v == "unk",
+            "dups" => v == "n",
+            _ => true, // q= and unknown media type parameters are ignored
+        };
+        if !ok {
+            return Err(bad(format!(
+                "unsupported CAR parameter {k}={v} (this gateway sends version=1, order=dfs, dups=n)"
+            )));
+        }
+    }
+    Ok(scope)
+}
+
 async fn handle(State(st): State<AppState>, req: Request) -> Response {
     let head = req.method() == Method::HEAD;
     let uri = req.uri().clone();
@@ -108,6 +172,14 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
     let format = match format_of(&q, &headers) {
         Ok(f) => f,
         Err(r) => return r,
+    };
+    let scope = if format == Format::Car {
+        match car_params(&q, &headers) {
+            Ok(s) => s,
+            Err(r) => return r,
+        }
+    } else {
+        car::DagScope::All
     };
     let raw_path = uri.path().strip_prefix("/ipfs/").unwrap_or("");
     if raw_path.len() > 4096 {
@@ -134,6 +206,7 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
         Err(e) => return error_response(&e),
     };
     let path: Vec<String> = segs[1..].to_vec();
+    let car_path = path.clone();
     let trailing_slash = uri.path().ends_with('/');
 
     // Fast path: a small file verified earlier and kept in memory.
@@ -250,16 +323,22 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
             r
         }
         Format::Car => {
-            let etag = etag_for(".car");
+            // The CAR depends on the root, the path and the scope.
+            let etag = if car_path.is_empty() {
+                format!("\"{cid}.{}.car\"", scope.as_str())
+            } else {
+                let digest = Sha256::digest(car_path.join("\0").as_bytes());
+                let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+                format!("\"{cid}.{}.{tag}.car\"", scope.as_str())
+            };
             if not_modified(&headers, &etag) {
                 return not_modified_response(&etag);
             }
             let body = if head {
                 Body::empty()
             } else {
-                let c = node.cid;
                 match st
-                    .stream(move |bs, w| crate::car::export(bs, &c, w).map(drop))
+                    .stream(move |bs, w| car::export_path(bs, &cid, &car_path, scope, w).map(drop))
                     .await
                 {
                     Ok(b) => b,
@@ -272,7 +351,12 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
             set(
                 h,
                 header::CONTENT_TYPE,
-                "application/vnd.ipld.car; version=1",
+                "application/vnd.ipld.car; version=1; order=dfs; dups=n",
+            );
+            set(
+                h,
+                header::CONTENT_DISPOSITION,
+                &format!("attachment; filename=\"{cid}.car\""),
             );
             r
         }

@@ -208,6 +208,39 @@ pub(crate) fn flatten(
     Ok(())
 }
 
+/// Finds the entry `name` in a shard as a HAMT lookup does: only the shard blocks on the
+/// name's hash path are read (`load` fetches a sub-shard's links). Returns the entry's link
+/// (with the plain entry name), or `None` if the name is not in the directory.
+pub(crate) fn lookup(
+    links: &[PbLink],
+    name: &str,
+    load: &mut dyn FnMut(&Cid) -> Result<Vec<PbLink>, Error>,
+) -> Result<Option<PbLink>, Error> {
+    let hash = murmur3_x64_64(name.as_bytes()).to_be_bytes();
+    let mut owned: Option<Vec<PbLink>> = None;
+    for idx in hash {
+        let slot = format!("{idx:02X}");
+        let current = owned.as_deref().unwrap_or(links);
+        let Some(l) = current
+            .iter()
+            .find(|l| l.name.get(..2) == Some(slot.as_str()))
+        else {
+            return Ok(None);
+        };
+        if l.name.len() == 2 {
+            let sub = l.cid;
+            owned = Some(load(&sub)?);
+            continue;
+        }
+        return Ok((&l.name[2..] == name).then(|| PbLink {
+            cid: l.cid,
+            name: name.to_owned(),
+            tsize: l.tsize,
+        }));
+    }
+    Err(Error::Malformed("HAMT deeper than 8 levels".to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

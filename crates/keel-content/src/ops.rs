@@ -120,7 +120,13 @@ pub fn import_car(bs: &Blockstore, path: &Path) -> Result<CarImport, Error> {
     let f = fs::File::open(path).map_err(Error::io(path))?;
     let res = car::import(bs, BufReader::with_capacity(1 << 20, f))?;
     for r in &res.roots {
-        pin_add(bs, r, true)?;
+        pin_add(bs, r, true).map_err(|e| match e {
+            Error::NotFound(missing) => Error::Car(format!(
+                "imported and verified {} blocks, but root {r} was not pinned: the CAR does not hold its whole DAG (block {missing} is missing), as with a gateway CAR of a path or of dag-scope=entity|block; the blocks are stored and `cat {r}/PATH` works for the included path",
+                res.blocks
+            )),
+            e => e,
+        })?;
     }
     Ok(res)
 }

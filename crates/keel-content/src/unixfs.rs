@@ -141,20 +141,51 @@ pub fn decode(cid: &Cid, block: Vec<u8>) -> Result<Node, Error> {
     }
 }
 
-/// Follows `path` (directory entry names) from `root`.
+/// Follows `path` (directory entry names) from `root`. Inside HAMT-sharded directories only
+/// the shard blocks on the name's hash path are read.
 pub fn resolve(bs: &Blockstore, root: &Cid, path: &[String]) -> Result<Node, Error> {
-    let mut node = load(bs, root)?;
+    resolve_verifiable(bs, root, path, &mut |_, _| Ok(()))
+}
+
+/// Follows `path` from `root` like [`resolve`], calling `visit` with every block a trustless
+/// client needs to verify the path, in order: each directory on the way and, inside
+/// HAMT-sharded directories, the shard blocks on the entry name's hash path (never the
+/// sibling sub-shards). The terminal node is returned; its block is not visited.
+pub fn resolve_verifiable(
+    bs: &Blockstore,
+    root: &Cid,
+    path: &[String],
+    visit: &mut BlockVisitor<'_>,
+) -> Result<Node, Error> {
+    let mut block = bs.get(root)?;
+    let mut node = decode(root, block.clone())?;
     for name in path {
-        let links = entries(bs, &node)?;
-        let link = links
-            .iter()
-            .find(|l| &l.name == name)
-            .ok_or_else(|| Error::NoSuchPath {
-                cid: Box::new(node.cid),
-                name: name.clone(),
-            })?;
-        let next = link.cid;
-        node = load(bs, &next)?;
+        visit(&node.cid, &block)?;
+        let link = match node.kind {
+            EntryKind::Directory => node.links.iter().find(|l| &l.name == name).cloned(),
+            EntryKind::HamtShard => crate::hamt::lookup(&node.links, name, &mut |c| {
+                let b = bs.get(c)?;
+                let sub = decode(c, b.clone())?;
+                if sub.kind != EntryKind::HamtShard {
+                    return Err(Error::Malformed(format!("{c}: HAMT link to a non-shard")));
+                }
+                visit(c, &b)?;
+                Ok(sub.links)
+            })?,
+            k => {
+                return Err(Error::WrongKind {
+                    cid: Box::new(node.cid),
+                    actual: k.describe(),
+                    expected: "a directory",
+                });
+            }
+        };
+        let link = link.ok_or_else(|| Error::NoSuchPath {
+            cid: Box::new(node.cid),
+            name: name.clone(),
+        })?;
+        block = bs.get(&link.cid)?;
+        node = decode(&link.cid, block.clone())?;
     }
     Ok(node)
 }
@@ -371,6 +402,17 @@ pub fn walk_blocks(
     root: &Cid,
     visit: &mut BlockVisitor<'_>,
 ) -> Result<u64, Error> {
+    walk_blocks_where(bs, root, &|_| true, visit)
+}
+
+/// Like [`walk_blocks`], but descends only into the links `follow` accepts (the root block is
+/// always visited).
+pub fn walk_blocks_where(
+    bs: &Blockstore,
+    root: &Cid,
+    follow: &dyn Fn(&PbLink) -> bool,
+    visit: &mut BlockVisitor<'_>,
+) -> Result<u64, Error> {
     let mut seen = HashSet::new();
     let mut stack = vec![(*root, 0usize)];
     let mut n = 0;
@@ -388,7 +430,7 @@ pub fn walk_blocks(
         n += 1;
         if cid.codec() == DAG_PB {
             let pb = decode_node(&block)?;
-            for l in pb.links.iter().rev() {
+            for l in pb.links.iter().rev().filter(|l| follow(l)) {
                 crate::block::check_supported(&l.cid)?;
                 stack.push((l.cid, depth + 1));
             }

@@ -489,3 +489,358 @@ async fn hamt_sharded_directory_is_listed_and_traversed() {
         (StatusCode::OK, &b"file 42"[..])
     );
 }
+
+/// A tree whose path `a/b/file.bin` crosses two HAMT-sharded directories (the root and `a`,
+/// where `b` shares its first-level slot with a sibling, so a sub-shard is on the path) and a
+/// flat one (`b`), with siblings at every level that a path CAR must leave out.
+struct PathFixture {
+    _t: tempfile::TempDir,
+    bs: Blockstore,
+    app: axum::Router,
+    root: cid::Cid,
+    file: Vec<u8>,
+}
+
+fn path_fixture() -> PathFixture {
+    use keel_content::hamt::murmur3_x64_64;
+    let t = tempfile::tempdir().expect("tmp");
+    let bs = Blockstore::open(&t.path().join("store")).expect("open");
+    let src = t.path().join("tree");
+    let file = data(700_000, 9); // CIDv0 defaults: three leaves under a root node
+    write(&src, "a/b/file.bin", &file);
+    write(&src, "a/b/other.txt", b"sibling in b");
+    write(&src, "top.txt", b"sibling at the root");
+    write(&src, "z/deep/x.txt", b"another subtree");
+    for i in 0..40 {
+        write(&src, &format!("a/f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    let slot = murmur3_x64_64(b"b").to_be_bytes()[0];
+    let twin = (0..)
+        .map(|i| format!("c{i}"))
+        .find(|n| murmur3_x64_64(n.as_bytes()).to_be_bytes()[0] == slot)
+        .expect("a name in b's slot");
+    write(&src, &format!("a/{twin}"), b"shares b's slot");
+    let opts = ImportOptions {
+        hamt_threshold: 100,
+        ..ImportOptions::default()
+    };
+    let root = ops::add_path(Some(&bs), &src, true, &opts, &|_| {}, &mut |_| {})
+        .expect("add")
+        .cid;
+    let app = gateway_router(&ContentConfig::default(), bs.clone());
+    PathFixture {
+        _t: t,
+        bs,
+        app,
+        root,
+        file,
+    }
+}
+
+/// Parses a CAR with the crate's reader (which verifies every block against its CID).
+fn parse_car(body: &[u8]) -> (Vec<cid::Cid>, Vec<(cid::Cid, Vec<u8>)>) {
+    let mut r = car::CarReader::new(body).expect("CAR header");
+    let roots = r.roots().to_vec();
+    let mut blocks = Vec::new();
+    while let Some((c, d)) = r.next_block().expect("block verifies") {
+        assert!(keel_content::block::matches(&c, d), "{c}");
+        blocks.push((c, d.to_vec()));
+    }
+    (roots, blocks)
+}
+
+fn unixfs_of(block: &[u8]) -> (keel_content::pb::PbNode, keel_content::pb::UnixFsData) {
+    let pb = keel_content::pb::decode_node(block).expect("dag-pb");
+    let fs = keel_content::pb::UnixFsData::decode(pb.data.as_deref().expect("data")).expect("fs");
+    (pb, fs)
+}
+
+/// What a trustless client does with the CAR alone: walk `path` from `root`, looking names up
+/// in flat directories by name and in HAMT shards by the murmur3 hash of the name, and return
+/// the blocks it needed (in order) and the terminal CID.
+fn client_walk(
+    blocks: &std::collections::HashMap<cid::Cid, Vec<u8>>,
+    root: cid::Cid,
+    path: &[&str],
+) -> (Vec<cid::Cid>, cid::Cid) {
+    use keel_content::pb::DataType;
+    let mut needed = Vec::new();
+    let mut cur = root;
+    for name in path {
+        needed.push(cur);
+        let (pb, fs) = unixfs_of(blocks.get(&cur).expect("path block in the CAR"));
+        cur = match fs.kind {
+            DataType::Directory => {
+                pb.links
+                    .iter()
+                    .find(|l| l.name == *name)
+                    .expect("entry")
+                    .cid
+            }
+            DataType::HamtShard => {
+                let hash = keel_content::hamt::murmur3_x64_64(name.as_bytes()).to_be_bytes();
+                let mut links = pb.links;
+                let mut level = 0;
+                loop {
+                    let slot = format!("{:02X}", hash[level]);
+                    let l = links
+                        .iter()
+                        .find(|l| l.name.starts_with(&slot))
+                        .expect("slot")
+                        .clone();
+                    if l.name == slot {
+                        needed.push(l.cid);
+                        links = unixfs_of(blocks.get(&l.cid).expect("sub-shard in the CAR"))
+                            .0
+                            .links;
+                        level += 1;
+                    } else {
+                        assert_eq!(&l.name[2..], *name);
+                        break l.cid;
+                    }
+                }
+            }
+            k => panic!("{k:?} on the path"),
+        };
+    }
+    (needed, cur)
+}
+
+/// File bytes from the CAR's blocks alone.
+fn reassemble(blocks: &std::collections::HashMap<cid::Cid, Vec<u8>>, c: &cid::Cid) -> Vec<u8> {
+    let b = blocks.get(c).expect("file block in the CAR");
+    if c.codec() == keel_content::block::RAW {
+        return b.clone();
+    }
+    let (pb, fs) = unixfs_of(b);
+    let mut out = fs.data.unwrap_or_default();
+    for l in &pb.links {
+        out.extend(reassemble(blocks, &l.cid));
+    }
+    out
+}
+
+#[tokio::test]
+async fn car_of_a_path_holds_the_proof_then_the_terminal_dag() {
+    let f = path_fixture();
+    let uri = format!("/ipfs/{}/a/b/file.bin?format=car", f.root);
+    let (p, body) = send(&f.app, get(&uri)).await;
+    assert_eq!(
+        p.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        p.headers[header::CONTENT_TYPE],
+        "application/vnd.ipld.car; version=1; order=dfs; dups=n"
+    );
+    assert_eq!(
+        p.headers[header::CONTENT_DISPOSITION],
+        format!("attachment; filename=\"{}.car\"", f.root).as_str()
+    );
+    // (a) the header root is the requested root CID, not the file's.
+    let (roots, blocks) = parse_car(&body);
+    assert_eq!(roots, vec![f.root]);
+    let map: std::collections::HashMap<_, _> = blocks.iter().cloned().collect();
+    assert_eq!(map.len(), blocks.len(), "each block once");
+    // (b) every block on the path is present (and verified by the reader), in path order,
+    // and the path crosses a HAMT sub-shard.
+    let (needed, terminal) = client_walk(&map, f.root, &["a", "b", "file.bin"]);
+    assert!(
+        needed.len() >= 4,
+        "root shard, a's shard and sub-shard, b: {needed:?}"
+    );
+    let shards = needed
+        .iter()
+        .filter(|c| unixfs_of(&map[*c]).1.kind == keel_content::pb::DataType::HamtShard)
+        .count();
+    assert_eq!(shards, needed.len() - 1, "all but b are shards: {needed:?}");
+    let order: Vec<cid::Cid> = blocks.iter().map(|(c, _)| *c).collect();
+    assert_eq!(&order[..needed.len()], &needed[..]);
+    // Then exactly the terminal file's DAG: nothing from the siblings.
+    let mut file_dag = Vec::new();
+    keel_content::unixfs::walk_blocks(&f.bs, &terminal, &mut |c, _| {
+        file_dag.push(*c);
+        Ok(())
+    })
+    .expect("walk");
+    assert_eq!(file_dag.len(), 4, "root node and three leaves");
+    assert_eq!(&order[needed.len()..], &file_dag[..]);
+    let whole = keel_content::unixfs::walk_blocks(&f.bs, &f.root, &mut |_, _| Ok(())).expect("all");
+    assert!(
+        blocks.len() < whole as usize / 4,
+        "{} of {whole}",
+        blocks.len()
+    );
+    // (c) the file reassembles from the CAR alone.
+    assert_eq!(reassemble(&map, &terminal), f.file);
+    // (d) a verifying import into a fresh store serves `cat ROOT/a/b/file.bin`.
+    let t = tempfile::tempdir().expect("tmp");
+    let fresh = Blockstore::open(t.path()).expect("open");
+    let imp = car::import(&fresh, &body[..]).expect("import verifies");
+    assert_eq!((imp.roots, imp.blocks), (vec![f.root], blocks.len() as u64));
+    let mut out = Vec::new();
+    ops::cat(&fresh, &format!("{}/a/b/file.bin", f.root), &mut out).expect("cat");
+    assert_eq!(out, f.file);
+    let sibling = ops::cat(
+        &fresh,
+        &format!("{}/a/b/other.txt", f.root),
+        &mut Vec::new(),
+    );
+    assert!(sibling.expect_err("not in the CAR").is_not_found());
+    // `keel content import` (ops::import_car): blocks stored, the partial root not pinned,
+    // and the error says why.
+    let car_file = t.path().join("path.car");
+    std::fs::write(&car_file, &body).expect("write");
+    let t2 = tempfile::tempdir().expect("tmp");
+    let fresh2 = Blockstore::open(t2.path()).expect("open");
+    let msg = ops::import_car(&fresh2, &car_file)
+        .expect_err("partial root cannot be pinned")
+        .to_string();
+    assert!(
+        msg.contains("not pinned") && msg.contains(&f.root.to_string()),
+        "{msg}"
+    );
+    let mut out = Vec::new();
+    ops::cat(&fresh2, &format!("{}/a/b/file.bin", f.root), &mut out).expect("cat");
+    assert_eq!(out, f.file);
+
+    // The npm reference reader `@ipld/car` parses it, sees the same root and blocks, and every
+    // block's SHA-256 matches its CID.
+    let js = crate::support::car_check(&car_file);
+    assert_eq!(js["roots"], serde_json::json!([f.root.to_string()]));
+    let js_blocks: Vec<String> = serde_json::from_value(js["blocks"].clone()).expect("blocks");
+    let ours: Vec<String> = blocks.iter().map(|(c, _)| c.to_string()).collect();
+    assert_eq!(js_blocks, ours);
+
+    // The Accept header gives the same CAR.
+    let req = Request::get(format!("/ipfs/{}/a/b/file.bin", f.root))
+        .header(header::ACCEPT, "application/vnd.ipld.car; version=1")
+        .body(Body::empty())
+        .expect("req");
+    let (p, body2) = send(&f.app, req).await;
+    assert_eq!((p.status, &body2), (StatusCode::OK, &body));
+}
+
+#[tokio::test]
+async fn car_dag_scopes_and_unsupported_parameters() {
+    let f = path_fixture();
+    let car_at = |rest: &str| format!("/ipfs/{}/{rest}", f.root);
+    // dag-scope=block: the proof, then only the file's root block.
+    let (p, body) = send(
+        &f.app,
+        get(&car_at("a/b/file.bin?format=car&dag-scope=block")),
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::OK);
+    let (roots, blocks) = parse_car(&body);
+    assert_eq!(roots, vec![f.root]);
+    let map: std::collections::HashMap<_, _> = blocks.iter().cloned().collect();
+    let (needed, terminal) = client_walk(&map, f.root, &["a", "b", "file.bin"]);
+    let order: Vec<cid::Cid> = blocks.iter().map(|(c, _)| *c).collect();
+    assert_eq!(order, [needed.clone(), vec![terminal]].concat());
+    let etag_block = p.headers[header::ETAG].clone();
+
+    // dag-scope=entity on a flat directory: its block, not its entries.
+    let (_, body) = send(&f.app, get(&car_at("a/b?format=car&dag-scope=entity"))).await;
+    let (_, blocks) = parse_car(&body);
+    let map: std::collections::HashMap<_, _> = blocks.iter().cloned().collect();
+    let (needed, b) = client_walk(&map, f.root, &["a", "b"]);
+    let order: Vec<cid::Cid> = blocks.iter().map(|(c, _)| *c).collect();
+    assert_eq!(order, [needed, vec![b]].concat());
+    // ... and on a file: the whole file.
+    let (_, body) = send(
+        &f.app,
+        get(&car_at("a/b/file.bin?format=car&dag-scope=entity")),
+    )
+    .await;
+    let (_, blocks) = parse_car(&body);
+    let map: std::collections::HashMap<_, _> = blocks.iter().cloned().collect();
+    let (_, file) = client_walk(&map, f.root, &["a", "b", "file.bin"]);
+    assert_eq!(reassemble(&map, &file), f.file);
+    // ... and on a HAMT-sharded directory: all its shard blocks (enough to list its 40 files,
+    // `b` and b's slot twin), no entries.
+    let (_, body) = send(&f.app, get(&car_at("a?format=car&dag-scope=entity"))).await;
+    let (_, blocks) = parse_car(&body);
+    let map: std::collections::HashMap<_, _> = blocks.iter().cloned().collect();
+    let (_, a) = client_walk(&map, f.root, &["a"]);
+    let t = tempfile::tempdir().expect("tmp");
+    let fresh = Blockstore::open(t.path()).expect("open");
+    car::import(&fresh, &body[..]).expect("import");
+    let node = keel_content::unixfs::load(&fresh, &a).expect("a");
+    assert_eq!(
+        keel_content::unixfs::entries(&fresh, &node)
+            .expect("list")
+            .len(),
+        42
+    );
+    assert!(ops::cat(&fresh, &format!("{}/a/f1.txt", f.root), &mut Vec::new()).is_err());
+
+    // dag-scope=all (default) on a directory: everything under it.
+    let (p, body) = send(&f.app, get(&car_at("a/b?format=car"))).await;
+    let etag_all = p.headers[header::ETAG].clone();
+    let t = tempfile::tempdir().expect("tmp");
+    let fresh = Blockstore::open(t.path()).expect("open");
+    car::import(&fresh, &body[..]).expect("import");
+    let mut out = Vec::new();
+    ops::cat(&fresh, &format!("{}/a/b/other.txt", f.root), &mut out).expect("cat");
+    assert_eq!(out, b"sibling in b");
+    // Different scopes and paths are different representations.
+    assert_ne!(etag_block, etag_all);
+    let (p, _) = send(&f.app, get(&car_at("a/b/file.bin?format=car"))).await;
+    assert_ne!(p.headers[header::ETAG], etag_all);
+    // HEAD: headers only.
+    let (p, body) = send(
+        &f.app,
+        Request::head(car_at("a/b?format=car"))
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!((p.status, body.len()), (StatusCode::OK, 0));
+    // A missing path is a 404 before any CAR byte.
+    let (p, _) = send(&f.app, get(&car_at("a/nope?format=car"))).await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+
+    // Unsupported parameters: 400 naming them.
+    for (q, accept, named) in [
+        ("format=car&dag-scope=bogus", None, "dag-scope"),
+        ("format=car&entity-bytes=0:10", None, "entity-bytes"),
+        ("format=car&car-dups=y", None, "dups=y"),
+        ("format=car&car-version=2", None, "version=2"),
+        ("format=car&car-order=foo", None, "order=foo"),
+        ("", Some("application/vnd.ipld.car; version=2"), "version=2"),
+        ("", Some("application/vnd.ipld.car; dups=y"), "dups=y"),
+    ] {
+        let mut req = Request::get(car_at(&format!("a/b?{q}")));
+        if let Some(a) = accept {
+            req = req.header(header::ACCEPT, a);
+        }
+        let (p, body) = send(&f.app, req.body(Body::empty()).expect("req")).await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{q} {accept:?}: {text}");
+        assert!(text.contains(named), "{q}: {text}");
+    }
+    // Supported ones are accepted.
+    let (p, _) = send(
+        &f.app,
+        get(&car_at(
+            "a/b?format=car&car-version=1&car-order=dfs&car-dups=n&dag-scope=all",
+        )),
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn car_probe_identity_cid() {
+    // The trustless gateway probe: bafkqaaa (identity, empty) gives a CAR naming it, no blocks.
+    let f = path_fixture();
+    let (p, body) = send(&f.app, get("/ipfs/bafkqaaa?format=car")).await;
+    assert_eq!(p.status, StatusCode::OK);
+    let (roots, blocks) = parse_car(&body);
+    assert_eq!(roots.len(), 1);
+    assert_eq!(roots[0].to_string(), "bafkqaaa");
+    assert!(blocks.is_empty());
+}

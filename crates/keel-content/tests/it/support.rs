@@ -60,3 +60,19 @@ pub(crate) fn reference_cids(cases: &serde_json::Value) -> Vec<String> {
     );
     serde_json::from_slice(&out.stdout).expect("json")
 }
+
+/// Reads a CAR with npm `@ipld/car` and checks every block's SHA-256 (tests/js/car-check.mjs).
+pub(crate) fn car_check(car: &Path) -> serde_json::Value {
+    npm_installed();
+    let out = Command::new("node")
+        .arg(js_dir().join("car-check.mjs"))
+        .arg(car)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "car-check.mjs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
