@@ -260,7 +260,12 @@ async fn serve(
     cancel: CancellationToken,
     shared: Arc<Shared>,
 ) {
+    use axum::serve::ListenerExt as _;
     let shutdown = cancel.clone();
+    // Answers are small and latency-bound: never let Nagle hold them back.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
