@@ -18,6 +18,9 @@ use crate::{ChainError, Upstream, UpstreamStatus};
 /// Block hashes remembered per chain, to route by-hash requests to upstreams that have the block.
 const RECENT_HASHES: usize = 1024;
 
+/// A second choice must score below this fraction of the first to be preferred.
+const CLEARLY_BETTER: f64 = 0.8;
+
 /// What a request needs from the upstream that serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
@@ -127,7 +130,8 @@ impl Chain {
 
     /// Picks an upstream for a request needing `need`, skipping those in `exclude` (indexes of
     /// upstreams already tried). Primaries are preferred; backups serve only when no primary
-    /// can. Among candidates, two are drawn by weight and the one with the better score wins.
+    /// can. Among candidates, two are drawn by weight; the second replaces the first only when
+    /// its score is clearly better (below 80 % of the first's).
     pub fn select(&self, need: Need, exclude: &[usize]) -> Option<Arc<Upstream>> {
         let now = Instant::now();
         let mut rng = rand::rng();
@@ -138,8 +142,10 @@ impl Chain {
             let Some(a) = self.draw(&mut rng, |u| eligible(u)) else {
                 continue;
             };
+            // The second choice wins only when clearly better: among similar upstreams the
+            // weighted draw decides, so traffic follows the weights.
             let pick = match self.draw(&mut rng, |u| u.index() != a.index() && eligible(u)) {
-                Some(b) if b.score() < a.score() => b,
+                Some(b) if b.score() < a.score() * CLEARLY_BETTER => b,
                 _ => a,
             };
             return Some(pick.clone());
@@ -226,5 +232,160 @@ impl ChainRegistry {
             [one] => Some(one),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use keel_config::{SecretUrl, UpstreamConfig};
+
+    use super::*;
+
+    fn chain(specs: &[(&str, u32, Tier)]) -> Chain {
+        let ups = specs
+            .iter()
+            .enumerate()
+            .map(|(i, (name, weight, tier))| {
+                let mut u = UpstreamConfig::new(
+                    *name,
+                    SecretUrl::parse(&format!("http://127.0.0.1:{}", 1000 + i)).expect("url"),
+                );
+                u.weight = *weight;
+                u.tier = *tier;
+                u
+            })
+            .collect();
+        let c = Chain::new(ChainConfig::new("t", 1, ups)).expect("chain");
+        for u in c.upstreams() {
+            u.set_chain_check(1, true);
+        }
+        c
+    }
+
+    fn picks(c: &Chain, need: Need, n: usize) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for _ in 0..n {
+            let name = c
+                .select(need, &[])
+                .map_or("none".to_owned(), |u| u.name().to_owned());
+            *counts.entry(name).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    fn eject(u: &Upstream) {
+        for _ in 0..3 {
+            u.health().record_failure(Instant::now(), false);
+        }
+    }
+
+    #[test]
+    fn backups_serve_only_when_no_primary_can() {
+        let c = chain(&[
+            ("p1", 1, Tier::Primary),
+            ("p2", 1, Tier::Primary),
+            ("b", 1, Tier::Backup),
+        ]);
+        assert_eq!(picks(&c, Need::Any, 500).get("b"), None);
+        eject(&c.upstreams()[0]);
+        assert_eq!(
+            picks(&c, Need::Any, 200),
+            HashMap::from([("p2".to_owned(), 200)])
+        );
+        eject(&c.upstreams()[1]);
+        assert_eq!(
+            picks(&c, Need::Any, 200),
+            HashMap::from([("b".to_owned(), 200)])
+        );
+        eject(&c.upstreams()[2]);
+        assert_eq!(
+            picks(&c, Need::Any, 10),
+            HashMap::from([("none".to_owned(), 10)])
+        );
+    }
+
+    #[test]
+    fn weights_share_traffic_among_equal_upstreams() {
+        let c = chain(&[("light", 1, Tier::Primary), ("heavy", 9, Tier::Primary)]);
+        // Equal latency samples: the weight decides both the draw and the score.
+        for u in c.upstreams() {
+            u.health().record_success(Duration::from_millis(2));
+        }
+        let counts = picks(&c, Need::Any, 4000);
+        let heavy = counts.get("heavy").copied().unwrap_or(0);
+        // 90 % expected; the bounds are 6 standard deviations wide.
+        assert!(
+            (3490..=3710).contains(&heavy),
+            "heavy got {heavy} of 4000: {counts:?}"
+        );
+    }
+
+    #[test]
+    fn the_faster_upstream_wins_the_two_choices() {
+        let c = chain(&[("slow", 1, Tier::Primary), ("fast", 1, Tier::Primary)]);
+        c.upstreams()[0]
+            .health()
+            .record_success(Duration::from_millis(50));
+        c.upstreams()[1]
+            .health()
+            .record_success(Duration::from_millis(1));
+        let counts = picks(&c, Need::Any, 1000);
+        // With two upstreams P2C compares both whenever two distinct ones are drawn.
+        assert!(counts.get("fast").copied().unwrap_or(0) > 900, "{counts:?}");
+    }
+
+    #[test]
+    fn block_needs_and_lag_choose_upstreams_that_have_the_block() {
+        let c = chain(&[("behind", 1, Tier::Primary), ("ahead", 1, Tier::Primary)]);
+        c.upstreams()[0].set_head(5);
+        c.upstreams()[1].set_head(10);
+        c.observe_head(10);
+        assert_eq!(
+            picks(&c, Need::Block(8), 100),
+            HashMap::from([("ahead".to_owned(), 100)])
+        );
+        assert_eq!(
+            picks(&c, Need::Block(11), 10),
+            HashMap::from([("none".to_owned(), 10)])
+        );
+        // 5 blocks behind is within the default max_lag_blocks (5); 6 is not.
+        assert_eq!(picks(&c, Need::Head, 300).len(), 2);
+        c.upstreams()[1].set_head(11);
+        c.observe_head(11);
+        assert_eq!(
+            picks(&c, Need::Head, 100),
+            HashMap::from([("ahead".to_owned(), 100)])
+        );
+        assert_eq!(picks(&c, Need::Any, 300).len(), 2);
+    }
+
+    #[test]
+    fn excluded_and_unverified_upstreams_are_skipped() {
+        let c = chain(&[("a", 1, Tier::Primary), ("b", 1, Tier::Primary)]);
+        for _ in 0..50 {
+            assert_eq!(
+                c.select(Need::Any, &[0])
+                    .map(|u| u.name().to_owned())
+                    .as_deref(),
+                Some("b")
+            );
+        }
+        c.upstreams()[1].set_chain_check(5, false);
+        assert!(c.select(Need::Any, &[0]).is_none());
+        assert!(c.upstreams()[1].is_refused());
+    }
+
+    #[test]
+    fn registry_finds_chains_by_name_and_id() {
+        let r = ChainRegistry::new(&[
+            ChainConfig::new("one", 1, vec![]),
+            ChainConfig::new("two", 2, vec![]),
+        ])
+        .expect("registry");
+        assert_eq!(r.get("two").map(|c| c.chain_id()), Some(2));
+        assert_eq!(r.get("1").map(|c| c.name()), Some("one"));
+        assert!(r.get("3").is_none() && r.only().is_none());
     }
 }

@@ -220,17 +220,16 @@ impl Upstream {
             .store(if ok { CHAIN_OK } else { CHAIN_WRONG }, Ordering::Relaxed);
     }
 
-    /// Routing score: lower is better. Latency grows with load and errors and shrinks with
-    /// weight; an upstream with no samples yet counts as 1 ms.
+    /// Routing score: lower is better. Latency grows with load and errors; an upstream with no
+    /// samples yet counts as 1 ms. (Weights act in the draw, see [`crate::Chain::select`].)
     pub fn score(&self) -> f64 {
-        let latency_ms = (self.health.latency_ewma_us() / 1000.0).max(0.05);
-        let latency_ms = if self.health.latency_ewma_us() == 0.0 {
+        let ewma_us = self.health.latency_ewma_us();
+        let latency_ms = if ewma_us == 0.0 {
             1.0
         } else {
-            latency_ms
+            (ewma_us / 1000.0).max(0.05)
         };
         latency_ms * (1.0 + self.in_flight() as f64) * (1.0 + 10.0 * self.health.error_rate())
-            / f64::from(self.weight)
     }
 
     /// Sends one JSON-RPC body and returns the response body.

@@ -195,3 +195,42 @@ async fn all_upstreams_down_gives_a_clear_error_in_time_then_recovers() {
     );
     r.node.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_serves_only_while_no_primary_can() {
+    let mut primary = Anvil::start(GENESIS).await;
+    let backup = Anvil::start(GENESIS).await;
+    let mut config = config_for(
+        "dev",
+        31337,
+        &[("primary", &primary.url()), ("backup", &backup.url())],
+    );
+    config.chains[0].upstreams[1].tier = keel_config::Tier::Backup;
+    let r = Running::start(config).await;
+    r.ready().await;
+    assert!(
+        eventually(Duration::from_secs(5), async || r.state_of("backup").await
+            == "healthy")
+        .await
+    );
+    let url = r.rpc_url("dev");
+    for _ in 0..50 {
+        let (_, headers, v) = call(&url, "eth_chainId", json!([])).await;
+        assert_eq!(v["result"], "0x7a69");
+        assert_eq!(headers["x-keel-upstream"], "primary");
+    }
+    primary.kill().await;
+    for _ in 0..50 {
+        let (_, headers, v) = call(&url, "eth_chainId", json!([])).await;
+        assert_eq!(v["result"], "0x7a69", "{v}");
+        assert_eq!(headers["x-keel-upstream"], "backup");
+    }
+    primary.restart().await;
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            call(&url, "eth_chainId", json!([])).await.1["x-keel-upstream"] == "primary"
+        })
+        .await,
+        "traffic did not return to the primary"
+    );
+}
