@@ -234,3 +234,80 @@ async fn a_backup_serves_only_while_no_primary_can() {
         "traffic did not return to the primary"
     );
 }
+
+/// An upstream one block behind (within `max_lag_blocks`) still serves head reads, but never
+/// answers `null` for data it does not have yet: the request goes to one that has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_a_slightly_lagging_upstream_lacks_is_fetched_from_one_that_has_it() {
+    let (_nodes, urls, r) = cluster(
+        &["--no-mining", "--timestamp", "1700000000"],
+        &["a", "b", "slow"],
+    )
+    .await;
+    let raw = crate::support::cast(&[
+        "mktx",
+        "--private-key",
+        keel_testkit::DEV_KEY_0,
+        keel_testkit::DEV_ADDR_1,
+        "--value",
+        "1",
+        "--nonce",
+        "0",
+        "--gas-limit",
+        "21000",
+        "--gas-price",
+        "2000000000",
+        "--chain",
+        "31337",
+        "--legacy",
+        "--rpc-url",
+        &urls[0],
+    ])
+    .await;
+    let mut hash = serde_json::Value::Null;
+    for u in &urls[..2] {
+        hash = call(u, "eth_sendRawTransaction", json!([raw])).await.2["result"].clone();
+        call(u, "evm_mine", json!([1_700_000_100u64])).await;
+    }
+    let block = call(&urls[0], "eth_getBlockByNumber", json!(["0x1", false]))
+        .await
+        .2["result"]
+        .clone();
+    assert_eq!(
+        block,
+        call(&urls[1], "eth_getBlockByNumber", json!(["0x1", false]))
+            .await
+            .2["result"]
+    );
+    // The slow node is behind by one block: still healthy (max_lag_blocks = 5).
+    assert!(
+        eventually(Duration::from_secs(5), async || r
+            .node
+            .chains()
+            .get("dev")
+            .unwrap()
+            .head()
+            == 1)
+        .await
+    );
+    assert_eq!(r.state_of("slow").await, "healthy");
+    let url = r.rpc_url("dev");
+    for _ in 0..60 {
+        let (_, h, v) = call(&url, "eth_getTransactionReceipt", json!([hash])).await;
+        assert_eq!(
+            v["result"]["status"],
+            "0x1",
+            "receipt missing (answered by {:?}): {v}",
+            h.get("x-keel-upstream")
+        );
+        let (_, h, v) = call(&url, "eth_getBlockByNumber", json!(["0x1", false])).await;
+        assert_eq!(
+            v["result"]["hash"],
+            block["hash"],
+            "block 1 missing (answered by {:?})",
+            h.get("x-keel-upstream")
+        );
+        let (_, _, v) = call(&url, "eth_getBlockByHash", json!([block["hash"], false])).await;
+        assert_eq!(v["result"]["number"], "0x1", "{v}");
+    }
+}
