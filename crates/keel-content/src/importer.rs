@@ -28,6 +28,8 @@ pub const MAX_CHUNK_SIZE: usize = 1 << 20;
 pub const HAMT_THRESHOLD: usize = 262_144;
 /// Bytes of chunk data per batch handed to the hashing threads.
 const BATCH_BYTES: usize = 4 << 20;
+/// Bytes read at a time when a file is hashed without storing blocks (cache-resident).
+const STREAM_PIECE: usize = 64 << 10;
 
 /// How a directory's size is estimated against [`HAMT_THRESHOLD`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,7 +177,7 @@ pub struct Imported {
 /// Only-hash import of one file: the CID `ipfs add --only-hash` prints for it.
 pub fn cid_of_file(path: &Path, opts: &ImportOptions) -> Result<Cid, Error> {
     let f = File::open(path).map_err(Error::io(path))?;
-    import_reader(f, opts, &NullSink, &|_| {})
+    import_file(&f, opts, &NullSink, &|_| {})
         .map(|i| i.cid)
         .map_err(|e| match e {
             Error::Stream(source) => Error::Io {
@@ -275,6 +277,117 @@ pub fn import_reader<R: Read + Send>(
     })
 }
 
+/// Imports a regular file as one UnixFS file, with the same result as [`import_reader`].
+///
+/// When blocks are stored this is [`import_reader`]. When only hashing (`--only-hash`,
+/// [`cid_of_file`]) there is no reader thread and no chunk buffer: each hashing thread claims
+/// the next chunk index, reads that chunk with `pread` in 64 KiB pieces and feeds them to
+/// SHA-256 as they arrive, so the bytes are hashed while still in that core's cache (as
+/// `openssl dgst` does) instead of being copied into a 4 MiB batch and read back from memory
+/// by another thread. The tree builder takes the leaves back in order. Memory: one 64 KiB
+/// buffer per thread plus a small record per leaf that finished out of order. The file's size
+/// is taken when the import starts; a file that shrinks meanwhile is an error.
+pub fn import_file(
+    file: &File,
+    opts: &ImportOptions,
+    sink: &dyn BlockSink,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Imported, Error> {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let meta = file.metadata()?;
+    if sink.wants_blocks() || !meta.is_file() {
+        // Pipes and devices have no size to split by: stream them.
+        return import_reader(file, opts, sink, progress);
+    }
+    opts.validate()?;
+    let chunk = opts.chunk_size;
+    let threads = hash_threads();
+    let mut tree = FileTree {
+        levels: Vec::new(),
+        opts,
+        sink,
+    };
+    let size = meta.len();
+    // Index of the first chunk past the end of the file.
+    let end = size.div_ceil(chunk as u64);
+    let next = AtomicU64::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    // Reads and hashes chunk `k`.
+    let work = |k: u64, buf: &mut Vec<u8>| -> Result<Pending, Error> {
+        let off = k * chunk as u64;
+        let len = (size - off).min(chunk as u64) as usize;
+        buf.resize(STREAM_PIECE, 0);
+        streamed_leaf(file, off, len, opts, buf)
+    };
+    let mut total = 0u64;
+    let mut count = 0u64;
+    if threads <= 1 {
+        let mut buf = Vec::new();
+        while count < end {
+            let l = work(count, &mut buf)?;
+            total += l.file_size;
+            count += 1;
+            tree.push(0, l)?;
+            progress(total);
+        }
+    } else {
+        let (tx, rx) = mpsc::sync_channel::<Result<(u64, Pending), Error>>(threads * 4);
+        std::thread::scope(|s| -> Result<(), Error> {
+            for _ in 0..threads {
+                let tx = tx.clone();
+                let (work, next, failed) = (&work, &next, &failed);
+                s.spawn(move || {
+                    let mut buf = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        if k >= end || failed.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let r = work(k, &mut buf).map(|l| (k, l));
+                        let stop = r.is_err();
+                        if stop {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        if tx.send(r).is_err() || stop {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let mut early: BTreeMap<u64, Pending> = BTreeMap::new();
+            for r in rx {
+                let (k, l) = r?;
+                early.insert(k, l);
+                while let Some(l) = early.remove(&count) {
+                    total += l.file_size;
+                    count += 1;
+                    tree.push(0, l)?;
+                }
+                progress(total);
+            }
+            Ok(())
+        })?;
+        if count < end {
+            return Err(Error::Task(format!(
+                "hashing stopped at chunk {count} of {end}"
+            )));
+        }
+    }
+    if count == 0 {
+        let l = leaf(&[], opts, sink)?;
+        tree.push(0, l)?;
+    }
+    let root = tree.finish()?;
+    Ok(Imported {
+        cid: root.cid,
+        tsize: root.tsize,
+        file_size: root.file_size,
+    })
+}
+
 /// Threads that hash leaves: the CPUs this process may run on (honours `taskset` and cgroup
 /// limits), at most 8.
 fn hash_threads() -> usize {
@@ -325,6 +438,61 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+/// Only-hash leaf of `len` bytes read from `file` at `offset` in small pieces that stay in
+/// the core's L1/L2 cache, fed to SHA-256 as they arrive (the chunk is never assembled).
+fn streamed_leaf(
+    file: &File,
+    offset: u64,
+    len: usize,
+    opts: &ImportOptions,
+    piece: &mut [u8],
+) -> Result<Pending, Error> {
+    use std::os::unix::fs::FileExt;
+    let mut h = Sha256::new();
+    let framing = (!opts.raw_leaves).then(|| file_leaf_framing(len));
+    if let Some((head, _)) = &framing {
+        h.update(head);
+    }
+    let mut done = 0;
+    while done < len {
+        let want = piece.len().min(len - done);
+        match file.read_at(&mut piece[..want], offset + done as u64) {
+            Ok(0) => {
+                return Err(Error::Task(format!(
+                    "file shrank while being imported (short read at byte {})",
+                    offset + done as u64
+                )));
+            }
+            Ok(n) => {
+                h.update(&piece[..n]);
+                done += n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut tsize = len as u64;
+    if let Some((head, tail)) = &framing {
+        h.update(tail);
+        tsize += (head.len() + tail.len()) as u64;
+    }
+    let mh = cid::multihash::Multihash::<64>::wrap(crate::block::SHA2_256, &h.finalize())
+        .map_err(|e| Error::Task(format!("multihash: {e}")))?;
+    let cid = if opts.raw_leaves {
+        Cid::new_v1(RAW, mh)
+    } else {
+        match opts.cid_version {
+            cid::Version::V0 => Cid::new_v0(mh).map_err(|e| Error::Task(format!("cid: {e}")))?,
+            cid::Version::V1 => Cid::new_v1(DAG_PB, mh),
+        }
+    };
+    Ok(Pending {
+        cid,
+        tsize,
+        file_size: len as u64,
+    })
 }
 
 fn leaf(data: &[u8], opts: &ImportOptions, sink: &dyn BlockSink) -> Result<Pending, Error> {
@@ -617,7 +785,7 @@ fn import_entry(
         build_symlink(target.as_bytes(), opts, sink)?
     } else if ft.is_file() {
         let f = File::open(path).map_err(Error::io(path))?;
-        import_reader(f, opts, sink, progress).map_err(|e| match e {
+        import_file(&f, opts, sink, progress).map_err(|e| match e {
             Error::Stream(source) => Error::Io {
                 path: path.to_owned(),
                 source,
@@ -764,5 +932,38 @@ mod tests {
                 .ok(),
             Some(1024)
         );
+    }
+
+    #[test]
+    fn import_file_matches_import_reader() {
+        let dir = std::env::temp_dir().join(format!("keel-import-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let chunk = 1024;
+        for (i, len) in [
+            0usize,
+            1,
+            1023,
+            1024,
+            1025,
+            7 * 1024,
+            50_000,
+            174 * 1024 + 3,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let data: Vec<u8> = (0..len).map(|j| (j * 31 + j / 1024 + i) as u8).collect();
+            let p = dir.join(format!("f{i}"));
+            std::fs::write(&p, &data).expect("write");
+            for mut o in [ImportOptions::default(), ImportOptions::cid_v1()] {
+                o.chunk_size = chunk;
+                o.max_links = 3;
+                let f = File::open(&p).expect("open");
+                let a = import_reader(&data[..], &o, &NullSink, &|_| {}).expect("reader");
+                let b = import_file(&f, &o, &NullSink, &|_| {}).expect("file");
+                assert_eq!(a, b, "len {len}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
