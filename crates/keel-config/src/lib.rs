@@ -178,6 +178,9 @@ pub struct ChainConfig {
     /// Circuit breaker and health scoring.
     #[serde(default)]
     pub health: HealthConfig,
+    /// Verified answers: whether reads are checked against several upstreams or a proof.
+    #[serde(default)]
+    pub verify: VerifyConfig,
     /// The nodes that serve this chain.
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
@@ -202,8 +205,73 @@ impl ChainConfig {
             allow_node_control: false,
             methods: MethodPolicyConfig::default(),
             health: HealthConfig::default(),
+            verify: VerifyConfig::default(),
             upstreams,
         }
+    }
+}
+
+/// How a read's answer is checked before it is returned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// One upstream answers; nothing is checked.
+    #[default]
+    None,
+    /// `quorum` of `fanout` upstreams must return canonically equal answers.
+    Quorum,
+    /// `eth_getBalance`, `eth_getTransactionCount`, `eth_getCode`, `eth_getStorageAt` are
+    /// checked with an `eth_getProof` Merkle proof against a state root agreed by a quorum;
+    /// other methods fall back to quorum.
+    Proof,
+}
+
+impl VerifyMode {
+    /// The mode's name as written in config and headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Quorum => "quorum",
+            Self::Proof => "proof",
+        }
+    }
+}
+
+/// `[chains.verify]`: verified answers (see docs/verification.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// Default mode for reads: `none`, `quorum` or `proof`. A request's `x-keel-verify` header
+    /// overrides it. Writes are never verified.
+    pub mode: VerifyMode,
+    /// N: how many upstreams must return the same answer (quorum mode, and the state root's
+    /// header in proof mode).
+    pub quorum: usize,
+    /// M: how many distinct healthy upstreams are asked at once (capped by the usable ones).
+    pub fanout: usize,
+    /// Per-method mode, overriding `mode` (e.g. `eth_gasPrice = "none"`).
+    pub methods: std::collections::BTreeMap<String, VerifyMode>,
+    /// Disagreements (or failed proofs) in a row after which the minority upstream is ejected;
+    /// every disagreement is also a health penalty.
+    pub evidence_threshold: u32,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        Self {
+            mode: VerifyMode::None,
+            quorum: 2,
+            fanout: 3,
+            methods: std::collections::BTreeMap::new(),
+            evidence_threshold: 3,
+        }
+    }
+}
+
+impl VerifyConfig {
+    /// The configured mode for `method`.
+    pub fn mode_for(&self, method: &str) -> VerifyMode {
+        self.methods.get(method).copied().unwrap_or(self.mode)
     }
 }
 

@@ -158,3 +158,29 @@ fn example_configs_are_valid() {
         Config::from_toml(&text, name, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
+
+#[test]
+fn verify_defaults_keep_answers_unverified() {
+    let c = load(MINIMAL).expect("valid");
+    let v = &c.chains[0].verify;
+    assert_eq!(v.mode, VerifyMode::None);
+    assert_eq!((v.quorum, v.fanout, v.evidence_threshold), (2, 3, 3));
+    assert_eq!(v.mode_for("eth_getBalance"), VerifyMode::None);
+}
+
+#[test]
+fn verify_table_sets_mode_and_per_method_overrides() {
+    let text = format!(
+        "{MINIMAL}[chains.verify]\nmode = \"quorum\"\nquorum = 3\nfanout = 4\nevidence_threshold = 5\n[chains.verify.methods]\neth_getBalance = \"proof\"\neth_gasPrice = \"none\"\n"
+    );
+    let c = load(&text).expect("valid");
+    let v = &c.chains[0].verify;
+    assert_eq!(v.mode_for("eth_call"), VerifyMode::Quorum);
+    assert_eq!(v.mode_for("eth_getBalance"), VerifyMode::Proof);
+    assert_eq!(v.mode_for("eth_gasPrice"), VerifyMode::None);
+    assert_eq!((v.quorum, v.fanout, v.evidence_threshold), (3, 4, 5));
+    let bad = format!("{MINIMAL}[chains.verify]\nmode = \"maybe\"\n");
+    assert!(load(&bad).is_err());
+    let unknown = format!("{MINIMAL}[chains.verify]\nquorom = 2\n");
+    assert!(load(&unknown).is_err());
+}
