@@ -6,12 +6,17 @@
 //!   the same port.
 //! - [`rpc`]: one JSON-RPC call, returning the whole response object.
 //! - [`config_for`]: a node config on free ports in front of given upstream URLs.
+//! - [`Tamper`]: a lying upstream (a proxy that rewrites balances) for verification tests.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::{
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
+
+mod tamper;
+
+pub use tamper::Tamper;
 
 use keel_config::{ChainConfig, Config, SecretUrl, UpstreamConfig};
 use keel_devnet::AnvilProcess;
