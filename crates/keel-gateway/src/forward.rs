@@ -7,9 +7,12 @@ use keel_chain::{CallError, Chain, Need, Upstream};
 use serde_json::value::RawValue;
 use sha3::{Digest, Keccak256};
 
+use keel_config::VerifyMode;
+
 use crate::{
     jsonrpc::{self, ErrorObject, Reply, Request, code},
     policy::{self, Route},
+    verify,
 };
 
 /// How one request ended, for metrics and response headers.
@@ -50,6 +53,8 @@ pub(crate) struct Served {
     pub(crate) upstream: Option<Arc<Upstream>>,
     /// Upstream attempts beyond the first.
     pub(crate) retries: u32,
+    /// How the answer was verified (`quorum:N/M`, `proof:<block>`); `None` when it was not.
+    pub(crate) verified: Option<String>,
 }
 
 impl Served {
@@ -58,6 +63,7 @@ impl Served {
             outcome,
             upstream: None,
             retries: 0,
+            verified: None,
         }
     }
 }
@@ -65,14 +71,26 @@ impl Served {
 /// Serves `req` on `chain`, appending its answer to `out` (nothing for a notification, but the
 /// call is still made).
 pub(crate) async fn serve(
-    chain: &Chain,
+    ctx: &verify::Ctx<'_>,
     req: &Request<'_>,
-    deadline: Instant,
+    verify_header: Option<VerifyMode>,
     out: &mut Vec<u8>,
 ) -> Served {
+    let (chain, deadline) = (ctx.chain, ctx.deadline);
     if let Err(message) = policy::check(chain, &req.method) {
         jsonrpc::write_error(out, req.id, code::METHOD_NOT_FOUND, &message);
         return Served::new(Outcome::Rejected);
+    }
+    let mode = verify::mode_for(chain, &req.method, verify_header);
+    if mode != VerifyMode::None
+        && let Route::Read { .. } = policy::route(chain, &req.method, req.params)
+    {
+        let mut answer = Vec::new();
+        let served = verify::read(ctx, req, mode, &mut answer).await;
+        if req.id.is_some() {
+            out.extend_from_slice(&answer);
+        }
+        return served;
     }
     let body = Bytes::from(jsonrpc::upstream_body(req));
     let mut answer = Vec::new();
@@ -161,6 +179,7 @@ async fn read(
                     outcome,
                     upstream: Some(up),
                     retries: tried.len().saturating_sub(1) as u32,
+                    verified: None,
                 };
             }
             Err(e) if e.is_retryable() => last_error = Some(e),
@@ -202,6 +221,7 @@ async fn read(
         outcome,
         upstream: None,
         retries,
+        verified: None,
     }
 }
 
@@ -240,11 +260,12 @@ fn answer(
         outcome,
         upstream: Some(up),
         retries,
+        verified: None,
     }
 }
 
 /// Writes a parsed reply (its error, or its result, `null` when absent) under the client's id.
-fn write_reply(req: &Request<'_>, reply: &Reply<'_>, out: &mut Vec<u8>) -> Outcome {
+pub(crate) fn write_reply(req: &Request<'_>, reply: &Reply<'_>, out: &mut Vec<u8>) -> Outcome {
     if let Some(err) = reply.error {
         jsonrpc::write_answer(out, req.id, "error", err);
         return Outcome::RpcError;
@@ -315,6 +336,7 @@ async fn broadcast(
                                     outcome: Outcome::Ok,
                                     upstream: Some(up),
                                     retries: 0,
+                                    verified: None,
                                 };
                             }
                         }

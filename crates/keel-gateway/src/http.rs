@@ -1,6 +1,6 @@
 //! HTTP surface: `POST /`, `POST /rpc/{chain}` (name or chain id).
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use axum::{
     Router,
@@ -12,6 +12,7 @@ use axum::{
 };
 use http_body_util::{BodyExt, Limited};
 use keel_chain::Chain;
+use keel_config::VerifyMode;
 use serde_json::value::RawValue;
 
 use crate::{
@@ -19,6 +20,7 @@ use crate::{
     forward::{self, Outcome, Served},
     jsonrpc::{self, Body as RpcBody, code},
     metrics::{ChainLabel, RequestLabels, method_label},
+    verify,
 };
 
 /// Batch entries served at once.
@@ -91,7 +93,7 @@ fn rpc_error(status: StatusCode, c: i64, message: &str) -> Response {
 }
 
 impl Gateway {
-    async fn handle(&self, chain: &Chain, headers: &HeaderMap, body: Body) -> Response {
+    async fn handle(&self, chain: &Arc<Chain>, headers: &HeaderMap, body: Body) -> Response {
         let start = Instant::now();
         let label = ChainLabel {
             chain: chain.name().to_owned(),
@@ -128,6 +130,22 @@ impl Gateway {
                 );
             }
         };
+        let verify_header = match headers.get("x-keel-verify") {
+            None => None,
+            Some(v) => match v.to_str().ok().and_then(verify::parse_mode) {
+                Some(mode) => Some(mode),
+                None => {
+                    let mut resp = rpc_error(
+                        StatusCode::OK,
+                        code::INVALID_PARAMS,
+                        "the x-keel-verify header must be none, quorum or proof",
+                    );
+                    resp.headers_mut()
+                        .insert("x-keel-verified", HeaderValue::from_static("none"));
+                    return resp;
+                }
+            },
+        };
         let Ok(_permit) = self.inner.permits.acquire().await else {
             return rpc_error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -144,8 +162,14 @@ impl Gateway {
                 code::PARSE_ERROR,
                 &format!("invalid JSON: {e}"),
             ),
-            Ok(RpcBody::Single(raw)) => self.single(chain, raw, deadline, &label).await,
-            Ok(RpcBody::Batch(entries)) => self.batch(chain, entries, deadline, &label).await,
+            Ok(RpcBody::Single(raw)) => {
+                self.single(chain, raw, deadline, verify_header, &label)
+                    .await
+            }
+            Ok(RpcBody::Batch(entries)) => {
+                self.batch(chain, entries, deadline, verify_header, &label)
+                    .await
+            }
         };
         in_flight.dec();
         m.request_duration_seconds
@@ -156,13 +180,16 @@ impl Gateway {
 
     async fn single(
         &self,
-        chain: &Chain,
+        chain: &Arc<Chain>,
         raw: &RawValue,
         deadline: Instant,
+        verify_header: Option<VerifyMode>,
         label: &ChainLabel,
     ) -> Response {
         let mut out = Vec::with_capacity(256);
-        let served = self.entry(chain, raw, deadline, &mut out).await;
+        let served = self
+            .entry(chain, raw, deadline, verify_header, &mut out)
+            .await;
         let notification = out.is_empty();
         let status = match served.outcome {
             Outcome::NoUpstream => StatusCode::SERVICE_UNAVAILABLE,
@@ -180,9 +207,10 @@ impl Gateway {
 
     async fn batch(
         &self,
-        chain: &Chain,
+        chain: &Arc<Chain>,
         entries: Vec<&RawValue>,
         deadline: Instant,
+        verify_header: Option<VerifyMode>,
         label: &ChainLabel,
     ) -> Response {
         let max = self.inner.cfg.max_batch_len;
@@ -204,7 +232,7 @@ impl Gateway {
         for chunk in entries.chunks(BATCH_CONCURRENCY) {
             let futs = chunk
                 .iter()
-                .map(|raw| self.entry_owned(chain, raw, deadline));
+                .map(|raw| self.entry_owned(chain, raw, deadline, verify_header));
             results.extend(futures::future::join_all(futs).await);
         }
         let mut body =
@@ -231,21 +259,25 @@ impl Gateway {
 
     async fn entry_owned(
         &self,
-        chain: &Chain,
+        chain: &Arc<Chain>,
         raw: &RawValue,
         deadline: Instant,
+        verify_header: Option<VerifyMode>,
     ) -> (Vec<u8>, Served) {
         let mut out = Vec::new();
-        let served = self.entry(chain, raw, deadline, &mut out).await;
+        let served = self
+            .entry(chain, raw, deadline, verify_header, &mut out)
+            .await;
         (out, served)
     }
 
     /// Serves one entry (valid or not) and counts it.
     async fn entry(
         &self,
-        chain: &Chain,
+        chain: &Arc<Chain>,
         raw: &RawValue,
         deadline: Instant,
+        verify_header: Option<VerifyMode>,
         out: &mut Vec<u8>,
     ) -> Served {
         let (served, method) = match jsonrpc::parse_request(raw) {
@@ -256,14 +288,23 @@ impl Gateway {
                         outcome: Outcome::Rejected,
                         upstream: None,
                         retries: 0,
+                        verified: None,
                     },
                     "other",
                 )
             }
-            Ok(req) => (
-                forward::serve(chain, &req, deadline, out).await,
-                method_label(&req.method),
-            ),
+            Ok(req) => {
+                let ctx = verify::Ctx {
+                    chain,
+                    verifier: &self.inner.verifier,
+                    metrics: &self.inner.metrics,
+                    deadline,
+                };
+                (
+                    forward::serve(&ctx, &req, verify_header, out).await,
+                    method_label(&req.method),
+                )
+            }
         };
         let m = &self.inner.metrics;
         m.requests
@@ -276,8 +317,18 @@ impl Gateway {
         served
     }
 
-    /// Adds `x-keel-upstream` and `x-keel-retries`, and counts retries and failovers.
+    /// Adds `x-keel-upstream`, `x-keel-retries` and `x-keel-verified`, and counts retries and
+    /// failovers.
     fn decorate(&self, resp: &mut Response, served: &[Served], label: &ChainLabel) {
+        let mut verified: Vec<&str> = served
+            .iter()
+            .map(|s| s.verified.as_deref().unwrap_or("none"))
+            .collect();
+        verified.sort_unstable();
+        verified.dedup();
+        if let Ok(v) = HeaderValue::from_str(&verified.join(",")) {
+            resp.headers_mut().insert("x-keel-verified", v);
+        }
         let retries: u32 = served.iter().map(|s| s.retries).sum();
         let mut names: Vec<&str> = served
             .iter()

@@ -22,6 +22,8 @@ pub mod code {
     pub const NO_HEALTHY_UPSTREAM: i64 = -32002;
     /// Every upstream tried failed (transport errors, HTTP errors, garbage).
     pub const UPSTREAMS_FAILED: i64 = -32003;
+    /// Verification failed: upstreams disagreed, or no upstream served a valid proof.
+    pub const VERIFICATION_FAILED: i64 = -32004;
 }
 
 /// One request of a call, borrowed from the body.

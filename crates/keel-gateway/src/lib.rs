@@ -8,15 +8,22 @@
 //! and the first success answers → write the answer around the upstream's raw result with the
 //! client's id. Params and results are never re-serialised.
 //!
-//! Responses carry `x-keel-upstream` (who answered) and `x-keel-retries`.
+//! Verified reads (opt-in per chain, per method or per request with `x-keel-verify`): quorum
+//! mode fans a block-pinned read out to M upstreams and answers once N agree; proof mode checks
+//! `eth_getProof` against a quorum-agreed state root ([`keel_verify`]). Minority upstreams are
+//! penalised and recorded in the evidence log.
+//!
+//! Responses carry `x-keel-upstream` (who answered), `x-keel-retries` and `x-keel-verified`
+//! (`none`, `quorum:N/M` or `proof:<block hex>`).
 
 mod forward;
 mod http;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod policy;
+mod verify;
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
 use keel_chain::ChainRegistry;
 use keel_config::GatewayConfig;
@@ -36,18 +43,27 @@ struct Inner {
     cfg: GatewayConfig,
     metrics: GatewayMetrics,
     permits: Semaphore,
+    verifier: Arc<verify::Verifier>,
 }
 
 impl Gateway {
-    /// A gateway over `registry`'s chains.
-    pub fn new(registry: Arc<ChainRegistry>, cfg: GatewayConfig, metrics: GatewayMetrics) -> Self {
+    /// A gateway over `registry`'s chains. Evidence of wrong answers found by verified reads
+    /// is appended to `<evidence_dir>/evidence.jsonl` (not kept when `None`).
+    pub fn new(
+        registry: Arc<ChainRegistry>,
+        cfg: GatewayConfig,
+        metrics: GatewayMetrics,
+        evidence_dir: Option<PathBuf>,
+    ) -> Self {
         let permits = Semaphore::new(cfg.max_concurrent_requests);
+        let verifier = Arc::new(verify::Verifier::new(evidence_dir));
         Self {
             inner: Arc::new(Inner {
                 registry,
                 cfg,
                 metrics,
                 permits,
+                verifier,
             }),
         }
     }

@@ -24,6 +24,26 @@ pub struct ChainLabel {
     pub chain: String,
 }
 
+/// Labels of verified-request series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerifyLabels {
+    /// Chain name.
+    pub chain: String,
+    /// `quorum` or `proof` (the mode actually used).
+    pub mode: &'static str,
+    /// `verified` (answered with a checked value) or `failed`.
+    pub outcome: &'static str,
+}
+
+/// Labels of per-upstream series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// Chain name.
+    pub chain: String,
+    /// Upstream name (never its URL).
+    pub upstream: String,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -45,6 +65,13 @@ pub struct GatewayMetrics {
     pub in_flight: Family<ChainLabel, Gauge>,
     /// Bodies refused for size, batches refused for length, unknown chains.
     pub refused_http: Family<ChainLabel, Counter>,
+    /// Verified reads by chain, mode and outcome.
+    pub verified_requests: Family<VerifyLabels, Counter>,
+    /// Upstream calls made by verified reads beyond the first; divided by
+    /// `verified_requests` it is the extra upstream calls per verified request.
+    pub verify_extra_calls: Family<VerifyLabels, Counter>,
+    /// Disagreements with a quorum and failed proofs, by upstream.
+    pub disagreements: Family<UpstreamLabels, Counter>,
 }
 
 impl Default for GatewayMetrics {
@@ -56,6 +83,9 @@ impl Default for GatewayMetrics {
             failovers: Family::default(),
             in_flight: Family::default(),
             refused_http: Family::default(),
+            verified_requests: Family::default(),
+            verify_extra_calls: Family::default(),
+            disagreements: Family::default(),
         }
     }
 }
@@ -92,6 +122,21 @@ impl GatewayMetrics {
             "rpc_refused_http",
             "HTTP requests refused before JSON-RPC (size, batch length)",
             self.refused_http.clone(),
+        );
+        r.register(
+            "rpc_verified_requests",
+            "Verified reads by chain, mode and outcome",
+            self.verified_requests.clone(),
+        );
+        r.register(
+            "rpc_verify_extra_calls",
+            "Upstream calls of verified reads beyond the first",
+            self.verify_extra_calls.clone(),
+        );
+        r.register(
+            "rpc_verify_disagreements",
+            "Disagreements with a quorum and failed proofs, by upstream",
+            self.disagreements.clone(),
         );
     }
 }

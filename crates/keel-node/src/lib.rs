@@ -103,7 +103,12 @@ impl Node {
             failed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         });
-        let gateway = Gateway::new(registry, config.gateway.clone(), gateway_metrics);
+        let gateway = Gateway::new(
+            registry,
+            config.gateway.clone(),
+            gateway_metrics,
+            Some(data_dir.join("evidence")),
+        );
         let gateway_cancel = CancellationToken::new();
         let mut gateway_task = JoinSet::new();
         gateway_task.spawn(serve(

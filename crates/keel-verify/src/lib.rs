@@ -13,8 +13,9 @@
 //! - [`evidence`]: an append-only, fsynced JSON-lines log of disagreements and failed proofs,
 //!   each record self-contained so that a third party can replay the check.
 //!
-//! The threat model and formats are in `docs/verification.md`. What is not here yet: the
-//! gateway's use of it (headers, per-method policy, fan-out, penalties, CLI, metrics).
+//! The threat model and formats are in `docs/verification.md`. The gateway's use of it
+//! (headers, per-method policy, fan-out, penalties, metrics) is in `keel-gateway`'s `verify`
+//! module.
 
 mod error;
 pub mod evidence;

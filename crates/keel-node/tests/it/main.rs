@@ -11,3 +11,4 @@ mod edge;
 mod failover;
 mod support;
 mod upstreams;
+mod verify;
