@@ -320,14 +320,19 @@ impl Gateway {
     /// Adds `x-keel-upstream`, `x-keel-retries` and `x-keel-verified`, and counts retries and
     /// failovers.
     fn decorate(&self, resp: &mut Response, served: &[Served], label: &ChainLabel) {
-        let mut verified: Vec<&str> = served
-            .iter()
-            .map(|s| s.verified.as_deref().unwrap_or("none"))
-            .collect();
-        verified.sort_unstable();
-        verified.dedup();
-        if let Ok(v) = HeaderValue::from_str(&verified.join(",")) {
-            resp.headers_mut().insert("x-keel-verified", v);
+        if served.iter().all(|s| s.verified.is_none()) {
+            resp.headers_mut()
+                .insert("x-keel-verified", HeaderValue::from_static("none"));
+        } else {
+            let mut verified: Vec<&str> = served
+                .iter()
+                .map(|s| s.verified.as_deref().unwrap_or("none"))
+                .collect();
+            verified.sort_unstable();
+            verified.dedup();
+            if let Ok(v) = HeaderValue::from_str(&verified.join(",")) {
+                resp.headers_mut().insert("x-keel-verified", v);
+            }
         }
         let retries: u32 = served.iter().map(|s| s.retries).sum();
         let mut names: Vec<&str> = served

@@ -738,7 +738,10 @@ async fn proof_read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) -> (Ser
             "eth_getTransactionCount" => account.nonce_quantity(),
             "eth_getStorageAt" => match account.storage.first() {
                 Some(s) => s.value_data(),
-                None => continue,
+                None => {
+                    last = format!("{}: the proof holds no storage slot", up.name());
+                    continue;
+                }
             },
             _ => {
                 // eth_getCode: fetch the code and check its hash.
