@@ -220,8 +220,8 @@ pub enum VerifyMode {
     None,
     /// `quorum` of `fanout` upstreams must return canonically equal answers.
     Quorum,
-    /// `eth_getBalance`, `eth_getTransactionCount`, `eth_getCode`, `eth_getStorageAt` are
-    /// checked with an `eth_getProof` Merkle proof against a state root agreed by a quorum;
+    /// `eth_getBalance`, `eth_getTransactionCount`, `eth_getCode`, `eth_getStorageAt` and
+    /// `eth_getProof` are checked with an `eth_getProof` Merkle proof against a state root agreed by a quorum;
     /// other methods fall back to quorum.
     Proof,
 }

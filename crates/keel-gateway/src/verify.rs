@@ -31,6 +31,7 @@ const PROVABLE: &[&str] = &[
     "eth_getTransactionCount",
     "eth_getCode",
     "eth_getStorageAt",
+    "eth_getProof",
 ];
 
 /// Shared verification state: the evidence log and per-upstream disagreement streaks.
@@ -215,7 +216,7 @@ fn pin_target(chain: &Chain) -> u64 {
     let mut heads: Vec<u64> = chain
         .upstreams()
         .iter()
-        .filter(|u| u.is_verified() && u.health().is_available(now) && u.head() > 0)
+        .filter(|u| u.is_verified() && u.health().is_available(now))
         .map(|u| u.head())
         .collect();
     heads.sort_unstable_by(|a, b| b.cmp(a));
@@ -562,7 +563,7 @@ async fn quorum_read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) -> (Se
 /// What a provable request asks for.
 struct Query {
     address: String,
-    slot: Option<String>,
+    slots: Vec<String>,
 }
 
 fn query(req: &Request<'_>) -> Result<Query, String> {
@@ -577,16 +578,21 @@ fn query(req: &Request<'_>) -> Result<Query, String> {
         .first()
         .and_then(|a| serde_json::from_str(a.get()).ok())
         .ok_or_else(bad)?;
-    let slot = if req.method == "eth_getStorageAt" {
-        let s: String = list
+    let slots = match req.method.as_str() {
+        "eth_getStorageAt" => {
+            let s: String = list
+                .get(1)
+                .and_then(|a| serde_json::from_str(a.get()).ok())
+                .ok_or_else(|| "eth_getStorageAt: the second param must be a slot".to_owned())?;
+            vec![s]
+        }
+        "eth_getProof" => list
             .get(1)
             .and_then(|a| serde_json::from_str(a.get()).ok())
-            .ok_or_else(|| "eth_getStorageAt: the second param must be a slot".to_owned())?;
-        Some(s)
-    } else {
-        None
+            .ok_or_else(|| "eth_getProof: the second param must be a list of slots".to_owned())?,
+        _ => Vec::new(),
     };
-    Ok(Query { address, slot })
+    Ok(Query { address, slots })
 }
 
 /// Proof mode; returns what was served and the upstream calls beyond the first.
@@ -601,13 +607,13 @@ async fn proof_read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) -> (Ser
         Err(e) => return invalid(e.to_string(), out),
     };
     let keys: Vec<[u8; 32]> = match q
-        .slot
-        .as_deref()
+        .slots
+        .iter()
         .map(|s| keel_verify::proof::parse_word(s, "slot"))
+        .collect()
     {
-        None => Vec::new(),
-        Some(Ok(k)) => vec![k],
-        Some(Err(e)) => return invalid(e.to_string(), out),
+        Ok(k) => k,
+        Err(e) => return invalid(e.to_string(), out),
     };
     // The block: the client's explicit number, else `latest` pinned.
     let target = pin_target(ctx.chain);
@@ -675,8 +681,10 @@ async fn proof_read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) -> (Ser
     };
     // 2. eth_getProof from one upstream at a time until one verifies.
     let slots = keys
-        .first()
-        .map_or_else(String::new, |k| format!("\"0x{}\"", hex::encode(k)));
+        .iter()
+        .map(|k| format!("\"0x{}\"", hex::encode(k)))
+        .collect::<Vec<_>>()
+        .join(",");
     let proof_params = match RawValue::from_string(format!(
         "[\"{}\",[{slots}],\"{block_hex}\"]",
         q.address.replace('"', "")
@@ -734,6 +742,20 @@ async fn proof_read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) -> (Ser
             }
         };
         let value = match req.method.as_str() {
+            // Every value the answer claims was checked: serve it as it came.
+            "eth_getProof" => {
+                ctx.verifier.clear(ctx.chain, &up);
+                jsonrpc::write_answer(out, req.id, "result", result);
+                return (
+                    Served {
+                        outcome: Outcome::Ok,
+                        upstream: Some(Arc::clone(&up)),
+                        retries: tried.len().saturating_sub(1) as u32,
+                        verified: Some(format!("proof:{block_hex}")),
+                    },
+                    extra.saturating_sub(1),
+                );
+            }
             "eth_getBalance" => account.balance_quantity(),
             "eth_getTransactionCount" => account.nonce_quantity(),
             "eth_getStorageAt" => match account.storage.first() {

@@ -119,6 +119,12 @@ async fn agreeing_upstreams_give_direct_values_and_say_how() {
         assert_eq!(v, "proof:0x1", "{method}");
         assert_eq!(p["id"], 7);
     }
+    // eth_getProof itself: the verified proof is served as the upstream sent it.
+    let params = json!([DEV_ADDR_0, [format!("0x{:064x}", 0)], "0x1"]);
+    let direct = rpc(&urls[0], "eth_getProof", params.clone()).await["result"].clone();
+    let (s, v, p) = vcall(&url, "proof", "eth_getProof", params).await;
+    assert_eq!((s, &p["result"]), (200, &direct), "{p}");
+    assert_eq!(v, "proof:0x1");
     // Without the header nothing is verified (mode "none" by default).
     let (_, v, _) = vcall(&url, "none", "eth_blockNumber", json!([])).await;
     assert_eq!(v, "none");
@@ -256,6 +262,17 @@ async fn two_identical_liars_win_a_quorum_but_not_a_proof() {
         );
         assert_eq!(v, "proof:0x1");
     }
+    let proof =
+        rpc(&urls[0], "eth_getProof", json!([DEV_ADDR_0, [], "0x1"])).await["result"].clone();
+    let (_, v, p) = vcall(
+        &url,
+        "proof",
+        "eth_getProof",
+        json!([DEV_ADDR_0, [], "latest"]),
+    )
+    .await;
+    assert_eq!(p["result"], proof, "a forged eth_getProof is not served");
+    assert_eq!(v, "proof:0x1");
     // Quorum mode is only as good as the majority: N = 2 identical lies win (documented).
     let (s, v, q) = vcall(
         &url,
