@@ -244,26 +244,7 @@ async fn data_a_slightly_lagging_upstream_lacks_is_fetched_from_one_that_has_it(
         &["a", "b", "slow"],
     )
     .await;
-    let raw = crate::support::cast(&[
-        "mktx",
-        "--private-key",
-        keel_testkit::DEV_KEY_0,
-        keel_testkit::DEV_ADDR_1,
-        "--value",
-        "1",
-        "--nonce",
-        "0",
-        "--gas-limit",
-        "21000",
-        "--gas-price",
-        "2000000000",
-        "--chain",
-        "31337",
-        "--legacy",
-        "--rpc-url",
-        &urls[0],
-    ])
-    .await;
+    let raw = crate::support::signed_transfer(&urls[0]).await;
     let mut hash = serde_json::Value::Null;
     for u in &urls[..2] {
         hash = call(u, "eth_sendRawTransaction", json!([raw])).await.2["result"].clone();

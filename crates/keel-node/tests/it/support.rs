@@ -117,6 +117,30 @@ pub async fn get_text(url: &str) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
 
+/// A signed legacy transfer of 1 wei from dev account 0 to dev account 1 (nonce 0), made by cast.
+pub async fn signed_transfer(rpc_url: &str) -> String {
+    cast(&[
+        "mktx",
+        "--private-key",
+        keel_testkit::DEV_KEY_0,
+        keel_testkit::DEV_ADDR_1,
+        "--value",
+        "1",
+        "--nonce",
+        "0",
+        "--gas-limit",
+        "21000",
+        "--gas-price",
+        "2000000000",
+        "--chain",
+        "31337",
+        "--legacy",
+        "--rpc-url",
+        rpc_url,
+    ])
+    .await
+}
+
 pub async fn cast(args: &[&str]) -> String {
     let out = tokio::process::Command::new(keel_testkit::cast())
         .args(args)

@@ -130,26 +130,7 @@ async fn raw_transactions_reach_every_upstream_and_known_ones_count_as_sent() {
         &["a", "b", "c"],
     )
     .await;
-    let raw = crate::support::cast(&[
-        "mktx",
-        "--private-key",
-        keel_testkit::DEV_KEY_0,
-        keel_testkit::DEV_ADDR_1,
-        "--value",
-        "1",
-        "--nonce",
-        "0",
-        "--gas-limit",
-        "21000",
-        "--gas-price",
-        "2000000000",
-        "--chain",
-        "31337",
-        "--legacy",
-        "--rpc-url",
-        &urls[1],
-    ])
-    .await;
+    let raw = crate::support::signed_transfer(&urls[1]).await;
     // Node a already has it: its "already known" must not fail the send.
     let (_, _, direct) = call(&urls[0], "eth_sendRawTransaction", json!([raw])).await;
     let hash = direct["result"].as_str().unwrap().to_owned();
