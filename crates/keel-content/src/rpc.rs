@@ -14,7 +14,8 @@ use std::path::Path;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Multipart, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Multipart, Request, State};
+use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -135,14 +136,33 @@ fn bytes_ok(body: Body) -> Response {
     r
 }
 
-fn query(raw: Option<String>) -> Result<Query, Response> {
-    Query::parse(raw.as_deref()).map_err(|e| err(&e))
+/// The request's query string, parsed; a malformed one is answered in Kubo's error shape.
+struct KuboQuery(Query);
+
+impl<S: Send + Sync> FromRequestParts<S> for KuboQuery {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        Query::parse(parts.uri.query())
+            .map(Self)
+            .map_err(|e| err(&e))
+    }
 }
 
-fn arg(q: &Query) -> Result<String, Response> {
-    q.get("arg")
-        .map(str::to_owned)
-        .ok_or_else(|| kubo_error(StatusCode::BAD_REQUEST, "argument \"arg\" is required"))
+/// The parsed query and its required `arg`.
+struct KuboArg(Query, String);
+
+impl<S: Send + Sync> FromRequestParts<S> for KuboArg {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let KuboQuery(q) = KuboQuery::from_request_parts(parts, state).await?;
+        let a = q
+            .get("arg")
+            .map(str::to_owned)
+            .ok_or_else(|| kubo_error(StatusCode::BAD_REQUEST, "argument \"arg\" is required"))?;
+        Ok(Self(q, a))
+    }
 }
 
 fn import_options(q: &Query) -> Result<ImportOptions, Error> {
@@ -203,11 +223,7 @@ fn clean_upload_path(raw: &str) -> Result<Vec<String>, Error> {
 
 type Lines = mpsc::Sender<serde_json::Value>;
 
-async fn add(State(st): State<AppState>, RawQuery(raw): RawQuery, mp: Multipart) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+async fn add(State(st): State<AppState>, KuboQuery(q): KuboQuery, mp: Multipart) -> Response {
     let opts = match import_options(&q) {
         Ok(o) => o,
         Err(e) => return err(&e),
@@ -405,15 +421,7 @@ async fn send_line(tx: &Lines, name: &str, i: &Imported) {
         .await;
 }
 
-async fn cat(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let a = match arg(&q) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn cat(State(st): State<AppState>, KuboArg(q, a): KuboArg) -> Response {
     let parse = |k: &str, d: u64| -> Result<u64, Response> {
         q.get(k).map_or(Ok(d), |v| {
             v.parse().map_err(|_| {
@@ -445,15 +453,7 @@ async fn cat(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     }
 }
 
-async fn get(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let a = match arg(&q) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn get(State(st): State<AppState>, KuboArg(_, a): KuboArg) -> Response {
     let name = a
         .trim_end_matches('/')
         .rsplit('/')
@@ -489,15 +489,7 @@ fn unixfs_type(k: EntryKind) -> u8 {
     }
 }
 
-async fn ls(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let a = match arg(&q) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn ls(State(st): State<AppState>, KuboArg(_, a): KuboArg) -> Response {
     let hash = a.clone();
     match st.blocking(move |bs| crate::ops::ls(bs, &a)).await {
         Ok(entries) => {
@@ -519,15 +511,7 @@ async fn ls(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     }
 }
 
-async fn block_get(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let a = match arg(&q) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn block_get(State(st): State<AppState>, KuboArg(_, a): KuboArg) -> Response {
     match st
         .blocking(move |bs| {
             let (c, path) = crate::block::parse_cid_path(&a)?;
@@ -545,15 +529,7 @@ async fn block_get(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Respo
     }
 }
 
-async fn block_stat(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let a = match arg(&q) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn block_stat(State(st): State<AppState>, KuboArg(_, a): KuboArg) -> Response {
     match st
         .blocking(move |bs| {
             let c = parse_cid(a.trim_start_matches("/ipfs/"))?;
@@ -568,13 +544,9 @@ async fn block_stat(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Resp
 
 async fn block_put(
     State(st): State<AppState>,
-    RawQuery(raw): RawQuery,
+    KuboQuery(q): KuboQuery,
     mut mp: Multipart,
 ) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
     let (codec, version) = match (q.get("cid-codec"), q.get("format")) {
         (Some("raw") | None, None) | (None, Some("raw")) => (RAW, cid::Version::V1),
         (Some("dag-pb"), None) | (None, Some("dag-pb" | "protobuf")) => (DAG_PB, cid::Version::V1),
@@ -644,15 +616,7 @@ async fn block_put(
     ([(header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
-async fn dag_export(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let a = match arg(&q) {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+async fn dag_export(State(st): State<AppState>, KuboArg(_, a): KuboArg) -> Response {
     let node = match st.blocking(move |bs| crate::ops::resolve(bs, &a)).await {
         Ok(n) => n,
         Err(e) => return err(&e),
@@ -676,13 +640,9 @@ async fn dag_export(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Resp
 
 async fn dag_import(
     State(st): State<AppState>,
-    RawQuery(raw): RawQuery,
+    KuboQuery(q): KuboQuery,
     mut mp: Multipart,
 ) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
     let pin_roots = match q.flag("pin-roots", true) {
         Ok(p) => p,
         Err(e) => return err(&e),
@@ -771,11 +731,7 @@ fn cids_of(q: &Query) -> Result<Vec<Cid>, Response> {
         .collect()
 }
 
-async fn pin_add(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+async fn pin_add(State(st): State<AppState>, KuboQuery(q): KuboQuery) -> Response {
     let cids = match cids_of(&q) {
         Ok(c) => c,
         Err(r) => return r,
@@ -799,11 +755,7 @@ async fn pin_add(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Respons
     }
 }
 
-async fn pin_rm(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+async fn pin_rm(State(st): State<AppState>, KuboQuery(q): KuboQuery) -> Response {
     let cids = match cids_of(&q) {
         Ok(c) => c,
         Err(r) => return r,
@@ -828,11 +780,7 @@ async fn pin_rm(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response
     }
 }
 
-async fn pin_ls(State(st): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let q = match query(raw) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+async fn pin_ls(State(st): State<AppState>, KuboQuery(q): KuboQuery) -> Response {
     let filter = q.get("type").unwrap_or("all").to_owned();
     if !["all", "recursive", "direct", "indirect"].contains(&filter.as_str()) {
         return kubo_error(
