@@ -355,17 +355,7 @@ pub(crate) fn run_manifest(cmd: ManifestCommand) -> anyhow::Result<ExitCode> {
             let mut m = Manifest::read(&manifest)?;
             for k in open_keys(&keys, &password)? {
                 let added = m.sign(&k)?;
-                writeln!(
-                    out,
-                    "{} {} ({})",
-                    if added {
-                        "signed by"
-                    } else {
-                        "already signed by"
-                    },
-                    k.name(),
-                    k.id()
-                )?;
+                report_signature(&mut out, added, &k)?;
             }
             m.write(&manifest, true)?;
         }
@@ -514,17 +504,7 @@ pub(crate) fn run_trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
             let mut p = TrustPolicy::read(&policy)?;
             for k in open_keys(&keys, &password)? {
                 let added = p.sign(&k)?;
-                writeln!(
-                    out,
-                    "{} {} ({})",
-                    if added {
-                        "signed by"
-                    } else {
-                        "already signed by"
-                    },
-                    k.name(),
-                    k.id()
-                )?;
+                report_signature(&mut out, added, &k)?;
             }
             p.write(&policy, true)?;
         }
@@ -775,6 +755,16 @@ fn load_chain(root: &Path, chain: &[PathBuf]) -> anyhow::Result<Keyring> {
 }
 
 /// Opens private keys; one password is asked once and tried on every key.
+/// One line per key that signed (or had already signed) a document.
+fn report_signature(out: &mut impl Write, added: bool, k: &SecretKey) -> std::io::Result<()> {
+    let verb = if added {
+        "signed by"
+    } else {
+        "already signed by"
+    };
+    writeln!(out, "{verb} {} ({})", k.name(), k.id())
+}
+
 fn open_keys(paths: &[PathBuf], password: &PasswordArgs) -> anyhow::Result<Vec<SecretKey>> {
     let mut keys = Vec::new();
     let mut cached: Option<String> = None;
