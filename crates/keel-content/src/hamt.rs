@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use cid::Cid;
 
 use crate::Error;
-use crate::block::{DAG_PB, cid_for};
 use crate::importer::{BlockSink, DirChild, ImportOptions, Imported};
 use crate::pb::{DataType, PbLink, UnixFsData, encode_node};
 
@@ -152,13 +151,7 @@ impl Bucket {
             fanout: Some(FANOUT as u64),
         };
         let block = encode_node(&links, Some(&fs.encode()));
-        let cid = cid_for(opts.cid_version, DAG_PB, &block);
-        sink.put(&cid, &block)?;
-        Ok(Imported {
-            cid,
-            tsize: block.len() as u64 + links.iter().map(|l| l.tsize).sum::<u64>(),
-            file_size: 0,
-        })
+        crate::importer::store_dir_node(&block, &links, opts, sink)
     }
 }
 

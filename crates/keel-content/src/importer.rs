@@ -704,8 +704,18 @@ pub fn build_directory(
     if size > opts.hamt_threshold {
         return crate::hamt::build_sharded(children, opts, sink);
     }
-    let cid = cid_for(opts.cid_version, DAG_PB, &block);
-    sink.put(&cid, &block)?;
+    store_dir_node(&block, &links, opts, sink)
+}
+
+/// Stores an encoded directory (or HAMT shard) node; its tsize counts the node and its links.
+pub(crate) fn store_dir_node(
+    block: &[u8],
+    links: &[PbLink],
+    opts: &ImportOptions,
+    sink: &dyn BlockSink,
+) -> Result<Imported, Error> {
+    let cid = cid_for(opts.cid_version, DAG_PB, block);
+    sink.put(&cid, block)?;
     Ok(Imported {
         cid,
         tsize: block.len() as u64 + links.iter().map(|l| l.tsize).sum::<u64>(),
