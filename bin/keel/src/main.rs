@@ -36,6 +36,9 @@ enum Command {
     /// The IPFS-compatible content store.
     #[command(subcommand)]
     Content(cmd::content::ContentCommand),
+    /// The gateway's evidence log of wrong answers from upstreams.
+    #[command(subcommand)]
+    Evidence(cmd::evidence::EvidenceCommand),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Manifest(c) => cmd::trust::run_manifest(c),
         Command::Trust(c) => cmd::trust::run_trust(c),
         Command::Content(c) => cmd::content::run(c),
+        Command::Evidence(c) => cmd::evidence::run(c),
     };
     result.unwrap_or_else(|e| {
         cmd::complain(&format!("error: {}", error_chain(&e)));

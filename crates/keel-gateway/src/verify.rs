@@ -247,29 +247,11 @@ fn body_for(method: &str, params: &RawValue) -> Bytes {
     Bytes::from(jsonrpc::upstream_body(&r))
 }
 
-/// The canonical bytes an answer is compared by: `r` + result or `e` + error, or `None` when the
-/// body is not a JSON-RPC reply.
+/// The canonical bytes an answer is compared by, or `None` when the body is not a JSON-RPC
+/// reply (see [`keel_verify::canonical_answer`]).
 fn canonical_answer(method: &str, field: Option<&str>, body: &[u8]) -> Option<Vec<u8>> {
     let reply: Reply<'_> = serde_json::from_slice(body).ok()?;
-    if let (Some(f), None, Some(r)) = (field, reply.error, reply.result) {
-        let obj: HashMap<String, Box<RawValue>> = serde_json::from_str(r.get()).ok()?;
-        let mut out = vec![b'f'];
-        out.extend(keel_verify::canonical(obj.get(f)?));
-        return Some(out);
-    }
-    let mut out = Vec::new();
-    match (reply.error, reply.result) {
-        (Some(e), _) => {
-            out.push(b'e');
-            out.extend(keel_verify::canonical(e));
-        }
-        (None, Some(r)) => {
-            out.push(b'r');
-            out.extend(keel_verify::canonical_for(method, r));
-        }
-        (None, None) => return None,
-    }
-    Some(out)
+    keel_verify::canonical_answer(method, field, reply.result, reply.error)
 }
 
 /// Who to report a wrong answer to, owned so that a background check can use it.
@@ -280,6 +262,7 @@ struct Reporter {
     metrics: GatewayMetrics,
     method: String,
     params: Box<RawValue>,
+    field: Option<&'static str>,
     block: Option<u64>,
 }
 
@@ -334,6 +317,7 @@ async fn fan_out(
         metrics: ctx.metrics.clone(),
         method: method.to_owned(),
         params: params.to_owned(),
+        field,
         block,
     };
     let mut answers: Vec<Answer> = Vec::new();
@@ -461,6 +445,7 @@ impl Reporter {
         );
         rec.chain_id = Some(self.chain.chain_id());
         rec.block = self.block;
+        rec.field = self.field.map(str::to_owned);
         rec.answers = answers.iter().map(upstream_answer).collect();
         rec.majority = agreeing.to_vec();
         rec.minority = minority.to_vec();

@@ -86,6 +86,10 @@ pub struct EvidenceRecord {
     /// Proof mode: the trusted state root the proof was checked against (`0x`-hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_root: Option<String>,
+    /// Quorum mode: when only one field of an object result was compared (the header quorum of
+    /// proof mode compares `stateRoot`), its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// quorum or proof.
     pub mode: Mode,
     /// Every upstream's answer.
@@ -119,6 +123,7 @@ impl EvidenceRecord {
             params,
             block: None,
             state_root: None,
+            field: None,
             mode,
             answers: Vec::new(),
             majority: Vec::new(),

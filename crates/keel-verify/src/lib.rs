@@ -11,7 +11,8 @@
 //! - [`pin`]: rewrite `latest` / `safe` / `finalized` / omitted block parameters to one block
 //!   number so every upstream is asked the same question.
 //! - [`evidence`]: an append-only, fsynced JSON-lines log of disagreements and failed proofs,
-//!   each record self-contained so that a third party can replay the check.
+//!   each record self-contained so that a third party can replay the check; [`recheck`]
+//!   re-checks a record with nothing but its content.
 //!
 //! The threat model and formats are in `docs/verification.md`. The gateway's use of it
 //! (headers, per-method policy, fan-out, penalties, metrics) is in `keel-gateway`'s `verify`
@@ -23,9 +24,11 @@ pub mod mpt;
 pub mod pin;
 pub mod proof;
 pub mod quorum;
+pub mod recheck;
 mod rlp;
 
 pub use error::{Result, VerifyError};
 pub use pin::{BlockPins, pin_block};
 pub use proof::{VerifiedAccount, VerifiedSlot, verify_account_proof, verify_code};
-pub use quorum::{Outcome, canonical, canonical_for, quorum};
+pub use quorum::{Outcome, canonical, canonical_answer, canonical_for, quorum};
+pub use recheck::{Recheck, recheck};

@@ -88,6 +88,38 @@ pub fn canonical_for(method: &str, result: &RawValue) -> Vec<u8> {
     canonical_with(result, QUANTITY_METHODS.contains(&method))
 }
 
+/// The bytes an upstream's whole answer is compared by: `r` + [`canonical_for`] of a result,
+/// `e` + [`canonical`] of an error, or with `field`, `f` + the canonical form of that field of an
+/// object result (the header quorum compares `stateRoot` alone: honest independent nodes may
+/// differ in hash and timestamp). `None` when there is neither a result nor an error, or the
+/// field is missing.
+pub fn canonical_answer(
+    method: &str,
+    field: Option<&str>,
+    result: Option<&RawValue>,
+    error: Option<&RawValue>,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    match (field, error, result) {
+        (Some(f), None, Some(r)) => {
+            let obj: std::collections::HashMap<String, Box<RawValue>> =
+                serde_json::from_str(r.get()).ok()?;
+            out.push(b'f');
+            out.extend(canonical(obj.get(f)?));
+        }
+        (_, Some(e), _) => {
+            out.push(b'e');
+            out.extend(canonical(e));
+        }
+        (None, None, Some(r)) => {
+            out.push(b'r');
+            out.extend(canonical_for(method, r));
+        }
+        (_, None, None) => return None,
+    }
+    Some(out)
+}
+
 fn canonical_with(result: &RawValue, quantity: bool) -> Vec<u8> {
     match serde_json::from_str::<Value>(result.get()) {
         Ok(v) => {

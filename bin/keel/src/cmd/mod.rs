@@ -1,6 +1,7 @@
 //! One module per command family.
 
 pub(crate) mod content;
+pub(crate) mod evidence;
 pub(crate) mod status;
 pub(crate) mod trust;
 pub(crate) mod up;
@@ -22,4 +23,28 @@ pub(crate) fn say(line: &str) {
 #[allow(clippy::print_stderr)]
 pub(crate) fn complain(line: &str) {
     eprintln!("{line}");
+}
+
+/// Renders rows (the first is the header) as left-aligned columns, without trailing blanks.
+pub(crate) fn table(rows: Vec<Vec<String>>) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.trim_end().to_owned()
 }

@@ -102,22 +102,10 @@ fn render(r: &StatusReport) -> String {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = format!(
-        "keel {} — {}\n",
+    format!(
+        "keel {} — {}\n{}",
         r.version,
-        if r.ready { "ready" } else { "NOT READY" }
-    );
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out.trim_end().to_owned()
+        if r.ready { "ready" } else { "NOT READY" },
+        super::table(rows)
+    )
 }

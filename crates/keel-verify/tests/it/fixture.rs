@@ -89,3 +89,39 @@ proptest! {
         let _ = keel_verify::mpt::verify_proof("account", "root", &root, &[0u8; 32], &nodes);
     }
 }
+
+/// An evidence record over the committed proof: honest, it is refuted; tampered, confirmed.
+#[test]
+fn evidence_records_recheck_offline() {
+    use keel_verify::{
+        Recheck,
+        evidence::{EvidenceRecord, Mode, UpstreamAnswer},
+        recheck,
+    };
+    let record = |proof: &Value| {
+        let params = json!([CASE.address, CASE.storage_keys, CASE.block]);
+        let mut r = EvidenceRecord::new(
+            "devnet",
+            "eth_getProof",
+            serde_json::value::to_raw_value(&params).unwrap(),
+            Mode::Proof,
+            "test",
+        );
+        r.state_root = Some(CASE.state_root.clone());
+        r.answers = vec![UpstreamAnswer {
+            upstream: "b".to_owned(),
+            result: Some(serde_json::value::to_raw_value(proof).unwrap()),
+            error: None,
+            digest: None,
+        }];
+        r.minority = vec!["b".to_owned()];
+        r
+    };
+    assert!(matches!(recheck(&record(&CASE.proof)), Recheck::Refuted(_)));
+    let mut forged = CASE.proof.clone();
+    forged["balance"] = json!("0xde0b6b3a7640000");
+    match recheck(&record(&forged)) {
+        Recheck::Confirmed(why) => assert!(why.contains("balance"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
