@@ -32,6 +32,9 @@ level = "warn"
 [[chains]]
 name = "bench"
 chain_id = 1
+# The routing core is measured: account reads are not proven (the fixtures serve no proofs).
+[chains.verify]
+account = "none"
 [[chains.upstreams]]
 name = "a"
 url = "http://127.0.0.1:$P1"

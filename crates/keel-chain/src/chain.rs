@@ -32,6 +32,17 @@ pub enum Need {
     Block(u64),
 }
 
+/// A block tag whose number the chain tracks per upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockTag {
+    /// The head.
+    Latest,
+    /// The `safe` block (post-merge Ethereum: justified; anvil: 32 blocks behind).
+    Safe,
+    /// The `finalized` block.
+    Finalized,
+}
+
 /// One chain: its config, upstreams and head.
 #[derive(Debug)]
 pub struct Chain {
@@ -166,6 +177,49 @@ impl Chain {
             }
         }
         chosen
+    }
+
+    /// The highest `tag` block that at least `count` usable upstreams (verified, available,
+    /// primaries and backups alike) have reached, so that `count` of them can answer for it;
+    /// fewer usable upstreams lower `count` to their number. `None` when no usable upstream
+    /// reports the tag.
+    pub fn agreed_block(&self, tag: BlockTag, count: usize) -> Option<u64> {
+        let now = Instant::now();
+        let mut blocks: Vec<u64> = self
+            .upstreams
+            .iter()
+            .filter(|u| u.is_verified() && u.health().is_available(now))
+            .filter_map(|u| u.block_at(tag))
+            .collect();
+        blocks.sort_unstable_by(|a, b| b.cmp(a));
+        blocks
+            .get(count.max(1).min(blocks.len()).saturating_sub(1))
+            .copied()
+    }
+
+    /// Up to `count` upstreams that serve `need`, skipping `exclude`, fastest (lowest score)
+    /// first; primaries before backups.
+    pub fn fastest(&self, need: Need, exclude: &[usize], count: usize) -> Vec<Arc<Upstream>> {
+        let now = Instant::now();
+        let mut picked: Vec<Arc<Upstream>> = Vec::with_capacity(count);
+        for tier in [Tier::Primary, Tier::Backup] {
+            let mut candidates: Vec<(f64, &Arc<Upstream>)> = self
+                .upstreams
+                .iter()
+                .filter(|u| {
+                    u.tier() == tier && !exclude.contains(&u.index()) && self.serves(u, need, now)
+                })
+                .map(|u| (u.score(), u))
+                .collect();
+            candidates.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (_, u) in candidates {
+                if picked.len() == count {
+                    return picked;
+                }
+                picked.push(Arc::clone(u));
+            }
+        }
+        picked
     }
 
     /// Upstreams that may take a write now: verified and not ejected, in any tier.

@@ -20,7 +20,7 @@ mod tracker;
 mod upstream;
 
 pub use crate::{
-    chain::{Chain, ChainRegistry, Need},
+    chain::{BlockTag, Chain, ChainRegistry, Need},
     error::{CallError, ChainError},
     health::{Admission, Health, HealthSnapshot, UpstreamState},
     metrics::ChainMetrics,

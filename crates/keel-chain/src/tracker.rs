@@ -7,11 +7,19 @@ use serde::Deserialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{CallError, Chain, ChainMetrics, ChainRegistry, Upstream};
+use crate::{BlockTag, CallError, Chain, ChainMetrics, ChainRegistry, Upstream};
 
 const CHAIN_ID_REQ: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
 const LATEST_REQ: &[u8] =
     br#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["latest",false]}"#;
+const SAFE_REQ: &[u8] =
+    br#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["safe",false]}"#;
+const FINALIZED_REQ: &[u8] =
+    br#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["finalized",false]}"#;
+
+/// The `safe` and `finalized` blocks are polled on every this many head polls: they move once
+/// per epoch on Ethereum, and verified reads only need a number no newer than the real one.
+const FINALITY_EVERY: u32 = 4;
 
 /// Polls every upstream of every chain: its chain id until confirmed, then its latest block on
 /// the chain's `head_poll_interval`. Polls go through the upstream's circuit breaker, so they are
@@ -61,11 +69,17 @@ async fn poll_loop(chain: &Chain, up: &Upstream, metrics: &ChainMetrics) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_error: Option<String> = None;
+    let mut polls: u32 = 0;
     loop {
         ticker.tick().await;
-        let result = poll_once(chain, up, interval.max(Duration::from_secs(1))).await;
+        let timeout = interval.max(Duration::from_secs(1));
+        let result = poll_once(chain, up, timeout).await;
         match result {
             Ok(()) => {
+                if polls.is_multiple_of(FINALITY_EVERY) {
+                    poll_finality(up, timeout).await;
+                }
+                polls = polls.wrapping_add(1);
                 if last_error.take().is_some() {
                     tracing::info!(
                         chain = chain.name(),
@@ -160,6 +174,31 @@ async fn poll_once(chain: &Chain, up: &Upstream, timeout: Duration) -> Result<()
     chain.remember_block(&head.hash, number);
     chain.observe_head(number);
     Ok(())
+}
+
+/// Polls the upstream's `safe` and `finalized` blocks. An upstream that does not know the tags
+/// (pre-merge chains, some L2s) answers with an error or `null`: the tag is then unknown for it.
+async fn poll_finality(up: &Upstream, timeout: Duration) {
+    #[derive(Deserialize)]
+    struct Number {
+        number: String,
+    }
+    for (tag, req) in [
+        (BlockTag::Safe, SAFE_REQ),
+        (BlockTag::Finalized, FINALIZED_REQ),
+    ] {
+        let Ok(body) = up
+            .call(Bytes::from_static(req), Instant::now() + timeout)
+            .await
+        else {
+            return;
+        };
+        let number = serde_json::from_slice::<Reply<Number>>(&body)
+            .ok()
+            .and_then(|r| r.result)
+            .and_then(|b| parse_quantity(&b.number));
+        up.set_block_at(tag, number);
+    }
 }
 
 fn invalid(up: &Upstream, reason: &str) -> CallError {

@@ -17,7 +17,7 @@ use keel_config::{HealthConfig, SecretUrl, Tier, UpstreamConfig};
 use serde::Serialize;
 
 use crate::{
-    CallError, ChainError,
+    BlockTag, CallError, ChainError,
     health::{Admission, Health, HealthSnapshot, UpstreamState},
 };
 
@@ -48,6 +48,10 @@ pub struct Upstream {
     authorization: Option<HeaderValue>,
     in_flight: AtomicUsize,
     head: AtomicU64,
+    /// Its `safe` block number + 1 (0: unknown).
+    safe: AtomicU64,
+    /// Its `finalized` block number + 1 (0: unknown).
+    finalized: AtomicU64,
     chain_check: AtomicU8,
     reported_chain_id: AtomicU64,
     health: Health,
@@ -145,6 +149,8 @@ impl Upstream {
             authorization,
             in_flight: AtomicUsize::new(0),
             head: AtomicU64::new(0),
+            safe: AtomicU64::new(0),
+            finalized: AtomicU64::new(0),
             chain_check: AtomicU8::new(CHAIN_UNKNOWN),
             reported_chain_id: AtomicU64::new(0),
             health: Health::new(health),
@@ -188,6 +194,26 @@ impl Upstream {
 
     pub(crate) fn set_head(&self, head: u64) {
         self.head.store(head, Ordering::Relaxed);
+    }
+
+    /// Its last seen block for `tag`, when it reported one.
+    pub fn block_at(&self, tag: BlockTag) -> Option<u64> {
+        let stored = |a: &AtomicU64| a.load(Ordering::Relaxed).checked_sub(1);
+        match tag {
+            BlockTag::Latest => Some(self.head()),
+            BlockTag::Safe => stored(&self.safe),
+            BlockTag::Finalized => stored(&self.finalized),
+        }
+    }
+
+    /// Records its `safe` or `finalized` block (`None`: it does not report one).
+    pub(crate) fn set_block_at(&self, tag: BlockTag, block: Option<u64>) {
+        let v = block.map_or(0, |b| b.saturating_add(1));
+        match tag {
+            BlockTag::Latest => self.set_head(block.unwrap_or(0)),
+            BlockTag::Safe => self.safe.store(v, Ordering::Relaxed),
+            BlockTag::Finalized => self.finalized.store(v, Ordering::Relaxed),
+        }
     }
 
     /// Calls in flight now.

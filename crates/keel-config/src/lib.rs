@@ -237,6 +237,50 @@ impl VerifyMode {
     }
 }
 
+/// Methods that read account state, checkable with an `eth_getProof` Merkle proof.
+pub const ACCOUNT_METHODS: &[&str] = &[
+    "eth_getBalance",
+    "eth_getTransactionCount",
+    "eth_getCode",
+    "eth_getStorageAt",
+    "eth_getProof",
+];
+
+/// What happens to answers still in flight once a quorum agreed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LateAnswers {
+    /// They are cancelled (the answer does not wait for them).
+    #[default]
+    Cancel,
+    /// They are awaited in the background and compared, so a slow liar is caught too.
+    Check,
+}
+
+/// What a quorum read answers when no N upstreams agree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    /// A JSON-RPC error (-32004) naming the disagreement.
+    #[default]
+    Error,
+    /// The answer of the largest group of agreeing upstreams, when one group is strictly the
+    /// largest, marked unverified; else the error.
+    Largest,
+    /// The first answer received, marked unverified.
+    First,
+}
+
+/// A trusted state root for one block.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// Block number.
+    pub block: u64,
+    /// The block's state root, `0x` + 64 hex digits.
+    pub state_root: String,
+}
+
 /// `[chains.verify]`: verified answers (see docs/verification.md).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -244,12 +288,29 @@ pub struct VerifyConfig {
     /// Default mode for reads: `none`, `quorum` or `proof`. A request's `x-keel-verify` header
     /// overrides it. Writes are never verified.
     pub mode: VerifyMode,
+    /// Mode for account-state reads ([`ACCOUNT_METHODS`]). Unset: `proof` when the chain can
+    /// get a trusted state root (at least `quorum` upstreams, or a `header_source`), else `mode`.
+    pub account: Option<VerifyMode>,
     /// N: how many upstreams must return the same answer (quorum mode, and the state root's
     /// header in proof mode).
     pub quorum: usize,
-    /// M: how many distinct healthy upstreams are asked at once (capped by the usable ones).
+    /// M: how many distinct healthy upstreams are asked at most (capped by the usable ones).
     pub fanout: usize,
-    /// Per-method mode, overriding `mode` (e.g. `eth_gasPrice = "none"`).
+    /// Unset: all `fanout` upstreams are asked at once. Set: the `quorum` fastest are asked
+    /// first, and one more each time an answer fails or disagrees or this long passes without
+    /// a quorum (fewer upstream calls, slower when one is slow).
+    #[serde(with = "humantime_serde")]
+    pub hedge_after: Option<Duration>,
+    /// Answers still in flight once a quorum agreed: `cancel` or `check`.
+    pub late_answers: LateAnswers,
+    /// What a quorum read answers without agreement: `error`, `largest` or `first`.
+    pub fallback: Fallback,
+    /// Proof mode takes state roots from this upstream (e.g. your own node, or a light client)
+    /// instead of a quorum of headers.
+    pub header_source: Option<String>,
+    /// Trusted state roots; a proof at one of these blocks is checked against it directly.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Per-method mode, overriding `mode` and `account` (e.g. `eth_gasPrice = "none"`).
     pub methods: std::collections::BTreeMap<String, VerifyMode>,
     /// Disagreements (or failed proofs) in a row after which the minority upstream is ejected;
     /// every disagreement is also a health penalty.
@@ -260,8 +321,14 @@ impl Default for VerifyConfig {
     fn default() -> Self {
         Self {
             mode: VerifyMode::None,
+            account: None,
             quorum: 2,
             fanout: 3,
+            hedge_after: None,
+            late_answers: LateAnswers::default(),
+            fallback: Fallback::default(),
+            header_source: None,
+            checkpoints: Vec::new(),
             methods: std::collections::BTreeMap::new(),
             evidence_threshold: 3,
         }
@@ -269,9 +336,26 @@ impl Default for VerifyConfig {
 }
 
 impl VerifyConfig {
-    /// The configured mode for `method`.
-    pub fn mode_for(&self, method: &str) -> VerifyMode {
-        self.methods.get(method).copied().unwrap_or(self.mode)
+    /// The configured mode for `method` on a chain with `upstreams` upstreams.
+    pub fn mode_for(&self, method: &str, upstreams: usize) -> VerifyMode {
+        if let Some(m) = self.methods.get(method) {
+            return *m;
+        }
+        if ACCOUNT_METHODS.contains(&method) {
+            return self.account_mode(upstreams);
+        }
+        self.mode
+    }
+
+    /// The mode of account-state reads on a chain with `upstreams` upstreams.
+    pub fn account_mode(&self, upstreams: usize) -> VerifyMode {
+        self.account.unwrap_or(
+            if upstreams >= self.quorum.max(1) || self.header_source.is_some() {
+                VerifyMode::Proof
+            } else {
+                self.mode
+            },
+        )
     }
 }
 

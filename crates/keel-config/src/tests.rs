@@ -160,27 +160,117 @@ fn example_configs_are_valid() {
 }
 
 #[test]
-fn verify_defaults_keep_answers_unverified() {
+fn verify_defaults_prove_account_reads_when_roots_can_be_had() {
     let c = load(MINIMAL).expect("valid");
     let v = &c.chains[0].verify;
     assert_eq!(v.mode, VerifyMode::None);
     assert_eq!((v.quorum, v.fanout, v.evidence_threshold), (2, 3, 3));
-    assert_eq!(v.mode_for("eth_getBalance"), VerifyMode::None);
+    assert_eq!(v.late_answers, LateAnswers::Cancel);
+    assert_eq!(v.fallback, Fallback::Error);
+    // Two upstreams can agree on a state root: account reads are proven, the rest is not.
+    assert_eq!(v.mode_for("eth_getBalance", 2), VerifyMode::Proof);
+    assert_eq!(v.mode_for("eth_getStorageAt", 2), VerifyMode::Proof);
+    assert_eq!(v.mode_for("eth_call", 2), VerifyMode::None);
+    // One upstream cannot: nothing is verified unless a header source is named.
+    assert_eq!(v.mode_for("eth_getBalance", 1), VerifyMode::None);
+    let mut v = v.clone();
+    v.header_source = Some("a".to_owned());
+    assert_eq!(v.mode_for("eth_getBalance", 1), VerifyMode::Proof);
+    v.account = Some(VerifyMode::None);
+    assert_eq!(v.mode_for("eth_getBalance", 3), VerifyMode::None);
 }
 
 #[test]
 fn verify_table_sets_mode_and_per_method_overrides() {
     let text = format!(
-        "{MINIMAL}[chains.verify]\nmode = \"quorum\"\nquorum = 3\nfanout = 4\nevidence_threshold = 5\n[chains.verify.methods]\neth_getBalance = \"proof\"\neth_gasPrice = \"none\"\n"
+        "{MINIMAL}[chains.verify]\nmode = \"quorum\"\nquorum = 2\nfanout = 4\nevidence_threshold = 5\n[chains.verify.methods]\neth_getBalance = \"proof\"\neth_gasPrice = \"none\"\n"
     );
     let c = load(&text).expect("valid");
     let v = &c.chains[0].verify;
-    assert_eq!(v.mode_for("eth_call"), VerifyMode::Quorum);
-    assert_eq!(v.mode_for("eth_getBalance"), VerifyMode::Proof);
-    assert_eq!(v.mode_for("eth_gasPrice"), VerifyMode::None);
-    assert_eq!((v.quorum, v.fanout, v.evidence_threshold), (3, 4, 5));
+    assert_eq!(v.mode_for("eth_call", 4), VerifyMode::Quorum);
+    assert_eq!(v.mode_for("eth_getBalance", 4), VerifyMode::Proof);
+    assert_eq!(v.mode_for("eth_gasPrice", 4), VerifyMode::None);
+    assert_eq!((v.quorum, v.fanout, v.evidence_threshold), (2, 4, 5));
     let bad = format!("{MINIMAL}[chains.verify]\nmode = \"maybe\"\n");
     assert!(load(&bad).is_err());
     let unknown = format!("{MINIMAL}[chains.verify]\nquorom = 2\n");
     assert!(load(&unknown).is_err());
+}
+
+#[test]
+fn verify_table_takes_fan_out_fallback_and_trust_settings() {
+    let root = format!("0x{}", "ab".repeat(32));
+    let text = format!(
+        "{MINIMAL}[chains.verify]\nhedge_after = \"20ms\"\nlate_answers = \"check\"\nfallback = \"largest\"\nheader_source = \"b\"\n[[chains.verify.checkpoints]]\nblock = 7\nstate_root = \"{root}\"\n"
+    );
+    let c = load(&text).expect("valid");
+    let v = &c.chains[0].verify;
+    assert_eq!(v.hedge_after, Some(std::time::Duration::from_millis(20)));
+    assert_eq!(v.late_answers, LateAnswers::Check);
+    assert_eq!(v.fallback, Fallback::Largest);
+    assert_eq!(v.header_source.as_deref(), Some("b"));
+    assert_eq!(
+        v.checkpoints,
+        vec![Checkpoint {
+            block: 7,
+            state_root: root
+        }]
+    );
+}
+
+#[test]
+fn verify_settings_that_cannot_work_are_refused() {
+    let cases = [
+        (
+            "quorum = 4\n",
+            "chains.0.verify.fanout",
+            "cannot be reached",
+        ),
+        (
+            "quorum = 0\n",
+            "chains.0.verify.fanout",
+            "cannot be reached",
+        ),
+        (
+            "hedge_after = \"0s\"\n",
+            "chains.0.verify.hedge_after",
+            "longer than zero",
+        ),
+        (
+            "header_source = \"zz\"\n",
+            "chains.0.verify.header_source",
+            "`zz` is not an upstream",
+        ),
+        (
+            "mode = \"proof\"\nquorum = 3\nfanout = 3\n",
+            "chains.0.verify.mode",
+            "needs state roots from 3 upstreams",
+        ),
+        (
+            "[[chains.verify.checkpoints]]\nblock = 1\nstate_root = \"0x12\"\n",
+            "chains.0.verify.checkpoints.0.state_root",
+            "not a 32-byte hash",
+        ),
+        (
+            "fallback = \"coin\"\n",
+            "keel.toml:16",
+            "unknown variant `coin`",
+        ),
+    ];
+    for (table, key, problem) in cases {
+        let text = format!("{MINIMAL}[chains.verify]\n{table}");
+        let e = load(&text).expect_err(table).to_string();
+        assert!(e.contains(key) && e.contains(problem), "{table}: {e}");
+    }
+    // The default with one upstream is valid: account reads fall back to unverified.
+    let one = MINIMAL.replace(
+        "[[chains.upstreams]]\nname = \"b\"\nurl = \"http://127.0.0.1:8547\"\n",
+        "",
+    );
+    let c = load(&one).expect("valid");
+    assert_eq!(c.chains[0].upstreams.len(), 1);
+    assert_eq!(
+        c.chains[0].verify.mode_for("eth_getBalance", 1),
+        VerifyMode::None
+    );
 }

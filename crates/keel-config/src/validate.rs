@@ -211,6 +211,7 @@ impl Config {
                     ));
                 }
             }
+            verify(c, ci)?;
             if c.upstreams.is_empty() {
                 return Err(Violation::new(
                     at("upstreams"),
@@ -272,6 +273,75 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `[chains.verify]` of chain number `ci`.
+fn verify(c: &crate::ChainConfig, ci: usize) -> Result<(), Violation> {
+    use Seg::{Index, Key};
+    let v = &c.verify;
+    let at = |k: &'static str| vec![Key("chains"), Index(ci), Key("verify"), Key(k)];
+    if v.quorum == 0 || v.fanout < v.quorum {
+        return Err(Violation::new(
+            at("fanout"),
+            format!(
+                "quorum {} of fanout {} cannot be reached",
+                v.quorum, v.fanout
+            ),
+            "use 1 <= quorum <= fanout, e.g. quorum = 2, fanout = 3",
+        ));
+    }
+    if v.hedge_after.is_some_and(|d| d.is_zero()) {
+        return Err(Violation::new(
+            at("hedge_after"),
+            "must be longer than zero",
+            "leave it out to ask all fanout upstreams at once",
+        ));
+    }
+    if let Some(h) = &v.header_source
+        && !c.upstreams.iter().any(|u| &u.name == h)
+    {
+        return Err(Violation::new(
+            at("header_source"),
+            format!("`{h}` is not an upstream of chain `{}`", c.name),
+            "name one of the chain's [[chains.upstreams]]",
+        ));
+    }
+    for (i, cp) in v.checkpoints.iter().enumerate() {
+        let hex = cp.state_root.strip_prefix("0x").unwrap_or("");
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Violation::new(
+                vec![
+                    Key("chains"),
+                    Index(ci),
+                    Key("verify"),
+                    Key("checkpoints"),
+                    Index(i),
+                    Key("state_root"),
+                ],
+                format!("`{}` is not a 32-byte hash", cp.state_root),
+                "write 0x followed by 64 hex digits, e.g. the stateRoot of eth_getBlockByNumber",
+            ));
+        }
+    }
+    // Proof mode needs state roots: from `quorum` upstreams or a header source. Checkpoints
+    // alone cover only their blocks, so they do not count.
+    let roots = c.upstreams.len() >= v.quorum || v.header_source.is_some();
+    let explicit_proof = v.mode == crate::VerifyMode::Proof
+        || v.account == Some(crate::VerifyMode::Proof)
+        || v.methods.values().any(|m| *m == crate::VerifyMode::Proof);
+    if explicit_proof && !roots {
+        return Err(Violation::new(
+            at("mode"),
+            format!(
+                "proof mode needs state roots from {} upstreams but chain `{}` has {}",
+                v.quorum,
+                c.name,
+                c.upstreams.len()
+            ),
+            "add upstreams, lower quorum, or set header_source to a node you trust",
+        ));
+    }
+    Ok(())
 }
 
 fn positive(d: Duration, path: Vec<Seg>) -> Result<(), Violation> {

@@ -177,6 +177,10 @@ impl Devnet {
             .map_err(DevnetError::Anvil)?;
         let mut chain = ChainConfig::new(self.cfg.name.clone(), self.cfg.chain_id, upstreams);
         chain.allow_node_control = true;
+        // Local nodes keel runs itself: nothing to distrust, and proofs would fail on anvil
+        // (its genesis header has the empty state root; `anvil_setBalance` and friends change
+        // state without a new header). `x-keel-verify` still asks for verification.
+        chain.verify.account = Some(keel_config::VerifyMode::None);
         chain.head_poll_interval = self.cfg.block_time.min(Duration::from_secs(1));
         Ok(chain)
     }

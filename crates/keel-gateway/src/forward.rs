@@ -55,6 +55,9 @@ pub(crate) struct Served {
     pub(crate) retries: u32,
     /// How the answer was verified (`quorum:N/M`, `proof:<block>`); `None` when it was not.
     pub(crate) verified: Option<String>,
+    /// The chain's no-agreement fallback that picked this unverified answer (`largest`,
+    /// `first`).
+    pub(crate) fallback: Option<&'static str>,
 }
 
 impl Served {
@@ -64,6 +67,7 @@ impl Served {
             upstream: None,
             retries: 0,
             verified: None,
+            fallback: None,
         }
     }
 }
@@ -180,6 +184,7 @@ async fn read(
                     upstream: Some(up),
                     retries: tried.len().saturating_sub(1) as u32,
                     verified: None,
+                    fallback: None,
                 };
             }
             Err(e) if e.is_retryable() => last_error = Some(e),
@@ -222,6 +227,7 @@ async fn read(
         upstream: None,
         retries,
         verified: None,
+        fallback: None,
     }
 }
 
@@ -261,6 +267,7 @@ fn answer(
         upstream: Some(up),
         retries,
         verified: None,
+        fallback: None,
     }
 }
 
@@ -337,6 +344,7 @@ async fn broadcast(
                                     upstream: Some(up),
                                     retries: 0,
                                     verified: None,
+                                    fallback: None,
                                 };
                             }
                         }

@@ -289,6 +289,7 @@ impl Gateway {
                         upstream: None,
                         retries: 0,
                         verified: None,
+                        fallback: None,
                     },
                     "other",
                 )
@@ -317,7 +318,8 @@ impl Gateway {
         served
     }
 
-    /// Adds `x-keel-upstream`, `x-keel-retries` and `x-keel-verified`, and counts retries and
+    /// Adds `x-keel-upstream`, `x-keel-retries`, `x-keel-verified` (and `x-keel-verify-fallback`
+    /// when a no-agreement fallback answered), and counts retries and
     /// failovers.
     fn decorate(&self, resp: &mut Response, served: &[Served], label: &ChainLabel) {
         if served.iter().all(|s| s.verified.is_none()) {
@@ -332,6 +334,14 @@ impl Gateway {
             verified.dedup();
             if let Ok(v) = HeaderValue::from_str(&verified.join(",")) {
                 resp.headers_mut().insert("x-keel-verified", v);
+            }
+        }
+        let mut fallbacks: Vec<&str> = served.iter().filter_map(|s| s.fallback).collect();
+        if !fallbacks.is_empty() {
+            fallbacks.sort_unstable();
+            fallbacks.dedup();
+            if let Ok(v) = HeaderValue::from_str(&fallbacks.join(",")) {
+                resp.headers_mut().insert("x-keel-verify-fallback", v);
             }
         }
         let retries: u32 = served.iter().map(|s| s.retries).sum();

@@ -6,7 +6,8 @@
 //!   the same port.
 //! - [`rpc`]: one JSON-RPC call, returning the whole response object.
 //! - [`config_for`]: a node config on free ports in front of given upstream URLs.
-//! - [`Tamper`]: a lying upstream (a proxy that rewrites balances) for verification tests.
+//! - [`Tamper`]: a lying upstream (a proxy that rewrites balances, nonces, code or storage) for
+//!   verification tests.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::{
@@ -16,7 +17,7 @@ use std::{
 
 mod tamper;
 
-pub use tamper::Tamper;
+pub use tamper::{Lie, Tamper};
 
 use keel_config::{ChainConfig, Config, SecretUrl, UpstreamConfig};
 use keel_devnet::AnvilProcess;
@@ -127,6 +128,8 @@ pub async fn rpc(url: &str, method: &str, params: Value) -> Value {
 }
 
 /// A node config on free loopback ports with one chain in front of `upstreams` (name, URL).
+/// Reads are not verified (account reads included): tests about verification opt in with
+/// `x-keel-verify` or `[chains.verify]`.
 pub fn config_for(chain: &str, chain_id: u64, upstreams: &[(&str, &str)]) -> Config {
     let ups = upstreams
         .iter()
@@ -136,6 +139,7 @@ pub fn config_for(chain: &str, chain_id: u64, upstreams: &[(&str, &str)]) -> Con
     chain.head_poll_interval = Duration::from_millis(100);
     chain.health.base_ejection = Duration::from_millis(200);
     chain.health.max_ejection = Duration::from_secs(1);
+    chain.verify.account = Some(keel_config::VerifyMode::None);
     let mut c = Config::default();
     c.gateway.listen = "127.0.0.1:0".parse().unwrap();
     c.admin.listen = "127.0.0.1:0".parse().unwrap();

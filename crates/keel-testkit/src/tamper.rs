@@ -1,5 +1,5 @@
 //! A lying upstream for verification tests: an HTTP proxy in front of a real node that rewrites
-//! the `result` of `eth_getBalance` and the `balance` in `eth_getProof` answers.
+//! one kind of account state ([`Lie`]) in plain answers and in `eth_getProof` answers alike.
 
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
@@ -8,6 +8,20 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
+
+/// What a [`Tamper`] proxy lies about.
+#[derive(Debug, Clone)]
+pub enum Lie {
+    /// `eth_getBalance` results and proof `balance`s become this quantity.
+    Balance(String),
+    /// `eth_getTransactionCount` results and proof `nonce`s become this quantity.
+    Nonce(String),
+    /// `eth_getCode` results get one more byte (`00`) at the end.
+    Code,
+    /// `eth_getStorageAt` results become this value (as a 32-byte word) and every proven
+    /// storage `value` this quantity.
+    Storage(String),
+}
 
 /// A tampering proxy on a free loopback port; stops when dropped.
 pub struct Tamper {
@@ -19,7 +33,12 @@ impl Tamper {
     /// Proxies to `upstream` (an HTTP JSON-RPC URL), answering every balance with `fake`
     /// (a quantity such as `"0x1"`).
     pub async fn start(upstream: &str, fake: &str) -> Self {
-        Self::spawn(upstream, Some(fake.to_owned()), Duration::ZERO).await
+        Self::lying(upstream, Lie::Balance(fake.to_owned())).await
+    }
+
+    /// Proxies to `upstream`, telling `lie` in every answer it concerns.
+    pub async fn lying(upstream: &str, lie: Lie) -> Self {
+        Self::spawn(upstream, Some(lie), Duration::ZERO).await
     }
 
     /// An honest proxy: passes every answer through unchanged.
@@ -32,7 +51,7 @@ impl Tamper {
         Self::spawn(upstream, None, delay).await
     }
 
-    async fn spawn(upstream: &str, fake: Option<String>, delay: Duration) -> Self {
+    async fn spawn(upstream: &str, fake: Option<Lie>, delay: Duration) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let upstream = upstream.to_owned();
@@ -72,7 +91,7 @@ async fn forward(
     req: Request<Incoming>,
     client: reqwest::Client,
     upstream: String,
-    fake: Option<String>,
+    fake: Option<Lie>,
     delay: Duration,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     tokio::time::sleep(delay).await;
@@ -121,13 +140,31 @@ async fn forward(
     Ok(resp)
 }
 
-fn tamper(method: &str, reply: &mut Value, fake: &str) {
-    match method {
-        "eth_getBalance" if reply.get("result").is_some() => {
-            reply["result"] = Value::String(fake.to_owned());
+fn tamper(method: &str, reply: &mut Value, lie: &Lie) {
+    if reply.get("result").is_none_or(Value::is_null) {
+        return;
+    }
+    let result = &mut reply["result"];
+    match (lie, method) {
+        (Lie::Balance(v), "eth_getBalance") | (Lie::Nonce(v), "eth_getTransactionCount") => {
+            *result = Value::String(v.clone());
         }
-        "eth_getProof" if reply["result"].get("balance").is_some() => {
-            reply["result"]["balance"] = Value::String(fake.to_owned());
+        (Lie::Balance(v), "eth_getProof") => result["balance"] = Value::String(v.clone()),
+        (Lie::Nonce(v), "eth_getProof") => result["nonce"] = Value::String(v.clone()),
+        (Lie::Code, "eth_getCode") => {
+            let code = result.as_str().unwrap_or("0x").to_owned();
+            *result = Value::String(format!("{code}00"));
+        }
+        (Lie::Storage(v), "eth_getStorageAt") => {
+            let digits = v.trim_start_matches("0x");
+            *result = Value::String(format!("0x{digits:0>64}"));
+        }
+        (Lie::Storage(v), "eth_getProof") => {
+            if let Some(slots) = result["storageProof"].as_array_mut() {
+                for s in slots {
+                    s["value"] = Value::String(v.clone());
+                }
+            }
         }
         _ => {}
     }

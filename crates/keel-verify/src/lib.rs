@@ -28,7 +28,7 @@ pub mod recheck;
 mod rlp;
 
 pub use error::{Result, VerifyError};
-pub use pin::{BlockPins, pin_block};
+pub use pin::{BlockPins, Pinned, pin_block};
 pub use proof::{VerifiedAccount, VerifiedSlot, verify_account_proof, verify_code};
 pub use quorum::{Outcome, canonical, canonical_answer, canonical_for, quorum};
 pub use recheck::{Recheck, recheck};

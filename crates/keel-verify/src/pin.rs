@@ -54,17 +54,22 @@ impl BlockPins {
     }
 }
 
+/// Params rewritten by [`pin_block`].
+#[derive(Debug)]
+pub struct Pinned {
+    /// The params with the block parameter as a number.
+    pub params: Box<RawValue>,
+    /// That number.
+    pub block: u64,
+}
+
 /// Rewrites `params` of `method` so that its block parameter is a number.
 ///
 /// Returns `Ok(None)` when there is nothing to pin (the method takes no block parameter, or it
-/// is already explicit), `Ok(Some(params))` with the rewritten array otherwise, and an error when
+/// is already explicit), `Ok(Some(pinned))` with the rewritten array otherwise, and an error when
 /// params are not an array or leave a gap before the block parameter. Whitespace between
 /// elements is not kept; each element's bytes are.
-pub fn pin_block(
-    method: &str,
-    params: &RawValue,
-    pins: &BlockPins,
-) -> Result<Option<Box<RawValue>>> {
+pub fn pin_block(method: &str, params: &RawValue, pins: &BlockPins) -> Result<Option<Pinned>> {
     let Some(index) = block_param_index(method) else {
         return Ok(None);
     };
@@ -103,7 +108,12 @@ pub fn pin_block(
     }
     let out = format!("[{}]", parts.join(","));
     RawValue::from_string(out)
-        .map(Some)
+        .map(|params| {
+            Some(Pinned {
+                params,
+                block: number,
+            })
+        })
         .map_err(|_| bad("rewritten params are not valid JSON"))
 }
 
@@ -120,7 +130,7 @@ mod tests {
         let raw = RawValue::from_string(params.to_owned()).unwrap();
         pin_block(method, &raw, &pins)
             .unwrap()
-            .map(|r| r.get().to_owned())
+            .map(|p| p.params.get().to_owned())
     }
 
     #[test]

@@ -297,6 +297,7 @@ async fn latest_fanned_out_while_blocks_are_mined_still_agrees() {
     let urls: Vec<String> = proxies.iter().map(Tamper::url).collect();
     let r = start(&[("a", &urls[0]), ("b", &urls[1]), ("c", &urls[2])], |c| {
         c.chains[0].verify.mode = keel_config::VerifyMode::Quorum;
+        c.chains[0].verify.account = Some(keel_config::VerifyMode::Quorum);
         c.chains[0].verify.quorum = 3;
     })
     .await;

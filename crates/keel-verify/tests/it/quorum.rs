@@ -56,7 +56,8 @@ async fn pinned_requests_agree_while_blocks_are_mined_and_a_liar_is_recorded() {
     let pinned = pin_block("eth_getBalance", &client_params, &BlockPins::latest(head))
         .unwrap()
         .unwrap();
-    let params: Value = serde_json::from_str(pinned.get()).unwrap();
+    assert_eq!(pinned.block, head);
+    let params: Value = serde_json::from_str(pinned.params.get()).unwrap();
 
     // "Upstream a" answers, then a block moving DEV_ADDR_1's balance is mined, then "b" and "c".
     let a = call(&url, "eth_getBalance", params.clone()).await;
@@ -96,7 +97,7 @@ async fn pinned_requests_agree_while_blocks_are_mined_and_a_liar_is_recorded() {
     let mut rec = EvidenceRecord::new(
         "devnet",
         "eth_getBalance",
-        pinned,
+        pinned.params,
         Mode::Quorum,
         "c disagrees with 2 of 3",
     );

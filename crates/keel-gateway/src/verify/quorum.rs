@@ -1,0 +1,460 @@
+//! Quorum mode: one block-pinned question to several upstreams, answered once N agree.
+
+use std::{collections::VecDeque, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use futures::{StreamExt, stream::FuturesUnordered};
+use keel_chain::{CallError, Chain, Need, Upstream};
+use keel_config::{Fallback, LateAnswers};
+use keel_verify::evidence::{EvidenceRecord, Mode, UpstreamAnswer};
+use serde_json::value::RawValue;
+
+use super::{Ctx, Verifier, body_for, canonical_answer, failed, pin, pins};
+use crate::{
+    forward::{Outcome, Served},
+    jsonrpc::{Reply, Request, code},
+    metrics::GatewayMetrics,
+};
+
+/// One question to fan out.
+pub(super) struct Question<'a> {
+    pub(super) method: &'a str,
+    pub(super) params: &'a RawValue,
+    /// Compare only this field of object results (`stateRoot` for headers).
+    pub(super) field: Option<&'static str>,
+    /// The block the question is pinned to, for evidence.
+    pub(super) block: Option<u64>,
+    pub(super) need: Need,
+    /// Whether the chain's `fallback` may answer without agreement (never for state roots).
+    pub(super) may_fall_back: bool,
+}
+
+/// One upstream's answer.
+pub(super) struct Answer {
+    pub(super) upstream: Arc<Upstream>,
+    pub(super) body: Bytes,
+}
+
+/// What a fan-out produced.
+pub(super) enum FanOut {
+    /// N agreed: the index of the answer to serve, in `answers`.
+    Agreed {
+        index: usize,
+        agreeing: usize,
+        asked: usize,
+        answers: Vec<Answer>,
+    },
+    /// No agreement.
+    Failed {
+        code: i64,
+        /// For the client.
+        message: String,
+        asked: usize,
+        /// The answer the chain's `fallback` picks, and the fallback's name.
+        fallback: Option<(Answer, &'static str)>,
+    },
+}
+
+/// What woke the fan-out loop.
+enum Event {
+    Answer(Option<(Arc<Upstream>, Result<Bytes, CallError>)>),
+    Hedge,
+    Deadline,
+}
+
+type Call = std::pin::Pin<
+    Box<dyn Future<Output = (Arc<Upstream>, Result<Bytes, CallError>)> + Send + 'static>,
+>;
+
+/// Sends `q` to up to `fanout` distinct upstreams serving `q.need`, fastest first, and returns
+/// as soon as `quorum` agree.
+///
+/// All `fanout` are asked at once, or with `hedge_after` the `quorum` fastest first and one more
+/// each time that long passes. Whenever nothing is in flight without agreement (answers
+/// disagree), the next upstream is asked; a failed call is replaced by another upstream while
+/// one remains. Once N agree, calls still in flight are cancelled, or with
+/// `late_answers = "check"` compared in the background (bounded by
+/// [`super::MAX_STRAGGLER_CHECKS`]) so that a slow liar is caught too. Minority upstreams get
+/// evidence and a penalty.
+pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
+    let cfg = &ctx.chain.config().verify;
+    let n = cfg.quorum.max(1);
+    let m = cfg.fanout.max(n);
+    let mut spare: VecDeque<Arc<Upstream>> = ctx.chain.fastest(q.need, &[], m).into();
+    if spare.len() < n {
+        return FanOut::Failed {
+            code: code::NO_HEALTHY_UPSTREAM,
+            message: format!(
+                "verification needs {n} upstreams of chain {} but only {} can serve this request",
+                ctx.chain.name(),
+                spare.len()
+            ),
+            asked: 0,
+            fallback: None,
+        };
+    }
+    let body = body_for(q.method, q.params);
+    let mut tried: Vec<usize> = Vec::new();
+    let mut calls: FuturesUnordered<Call> = FuturesUnordered::new();
+    let launch = |up: Arc<Upstream>, tried: &mut Vec<usize>, calls: &mut FuturesUnordered<Call>| {
+        tried.push(up.index());
+        let (body, deadline) = (body.clone(), ctx.deadline);
+        calls.push(Box::pin(async move {
+            let r = up.call(body, deadline).await;
+            (up, r)
+        }));
+    };
+    let first = if cfg.hedge_after.is_some() { n } else { m };
+    for _ in 0..first {
+        if let Some(up) = spare.pop_front() {
+            launch(up, &mut tried, &mut calls);
+        }
+    }
+    let mut hedge_at = cfg.hedge_after.map(|d| Instant::now() + d);
+    let reporter = Reporter {
+        chain: Arc::clone(ctx.chain),
+        verifier: Arc::clone(ctx.verifier),
+        metrics: ctx.metrics.clone(),
+        method: q.method.to_owned(),
+        params: q.params.to_owned(),
+        field: q.field,
+        block: q.block,
+    };
+    let mut answers: Vec<Answer> = Vec::new();
+    let mut canon: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut failed_names: Vec<String> = Vec::new();
+    let mut disagreement: Option<(String, Vec<Vec<String>>)> = None;
+    loop {
+        if calls.is_empty() {
+            // Nothing in flight and no quorum: ask the next upstream, if there is one.
+            match spare.pop_front() {
+                Some(up) => launch(up, &mut tried, &mut calls),
+                None => break,
+            }
+        }
+        let hedge_due = hedge_at.filter(|_| !spare.is_empty());
+        let hedge = async move {
+            match hedge_due {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            next = calls.next() => Event::Answer(next),
+            () = hedge => Event::Hedge,
+            () = tokio::time::sleep_until(ctx.deadline.into()) => Event::Deadline,
+        };
+        let next = match event {
+            Event::Answer(next) => next,
+            Event::Hedge => {
+                if let Some(up) = spare.pop_front() {
+                    launch(up, &mut tried, &mut calls);
+                }
+                hedge_at = cfg.hedge_after.map(|d| Instant::now() + d);
+                continue;
+            }
+            Event::Deadline => break,
+        };
+        let Some((up, result)) = next else {
+            continue;
+        };
+        let Some((b, c)) = result
+            .ok()
+            .and_then(|b| canonical_answer(q.method, q.field, &b).map(|c| (b, c)))
+        else {
+            failed_names.push(up.name().to_owned());
+            let replacement = spare
+                .pop_front()
+                .or_else(|| ctx.chain.fastest(q.need, &tried, 1).pop());
+            if let Some(next) = replacement {
+                launch(next, &mut tried, &mut calls);
+            }
+            continue;
+        };
+        canon.push((up.name().to_owned(), c));
+        answers.push(Answer {
+            upstream: up,
+            body: b,
+        });
+        match keel_verify::quorum(&canon, n) {
+            keel_verify::Outcome::Agreed {
+                index,
+                agreeing,
+                minority,
+            } => {
+                if !minority.is_empty() {
+                    reporter.report(&answers, &agreeing, &minority).await;
+                }
+                for a in &answers {
+                    if agreeing.iter().any(|n| n == a.upstream.name()) {
+                        ctx.verifier.clear(ctx.chain, &a.upstream);
+                    }
+                }
+                if cfg.late_answers == LateAnswers::Check && !calls.is_empty() {
+                    check_late(ctx, &reporter, &answers[index], &canon[index].1, calls);
+                }
+                return FanOut::Agreed {
+                    index,
+                    agreeing: agreeing.len(),
+                    asked: tried.len(),
+                    answers,
+                };
+            }
+            keel_verify::Outcome::NoAgreement {
+                description,
+                groups,
+            } => disagreement = Some((description, groups)),
+        }
+    }
+    let asked = tried.len();
+    let timed_out = Instant::now() >= ctx.deadline;
+    let message = match (&disagreement, timed_out) {
+        (_, true) => format!(
+            "verification of {} did not complete before the request deadline ({} of {asked} upstreams answered)",
+            q.method,
+            answers.len()
+        ),
+        (Some((d, _)), false) => format!("verification failed: {d}"),
+        (None, false) => format!(
+            "verification failed: every upstream asked failed ({})",
+            failed_names.join(", ")
+        ),
+    };
+    let groups = disagreement.map(|(_, g)| g).unwrap_or_default();
+    // The strictly largest group, if there is one.
+    let largest = match groups.as_slice() {
+        [only] => Some(only),
+        [a, b, ..] if a.len() > b.len() => Some(a),
+        _ => None,
+    };
+    if groups.len() > 1 {
+        reporter.report_split(&answers, largest, &message).await;
+    }
+    let pick = |name: &str| answers.iter().position(|a| a.upstream.name() == name);
+    let fallback = match (q.may_fall_back, cfg.fallback) {
+        (false, _) | (true, Fallback::Error) => None,
+        (true, Fallback::Largest) => largest
+            .and_then(|g| g.first())
+            .and_then(|n| pick(n))
+            .map(|i| (i, "largest")),
+        (true, Fallback::First) => (!answers.is_empty()).then_some((0, "first")),
+    };
+    FanOut::Failed {
+        code: code::VERIFICATION_FAILED,
+        message,
+        asked,
+        fallback: fallback.map(|(i, name)| (answers.swap_remove(i), name)),
+    }
+}
+
+/// Compares answers still in flight with the agreed one, in the background.
+fn check_late(
+    ctx: &Ctx<'_>,
+    reporter: &Reporter,
+    agreed: &Answer,
+    agreed_canon: &[u8],
+    mut calls: FuturesUnordered<Call>,
+) {
+    let Ok(permit) = Arc::clone(&ctx.verifier.stragglers).try_acquire_owned() else {
+        return;
+    };
+    let agreed = Answer {
+        upstream: Arc::clone(&agreed.upstream),
+        body: agreed.body.clone(),
+    };
+    let agreed_canon = agreed_canon.to_vec();
+    let (deadline, reporter) = (ctx.deadline, reporter.clone());
+    tokio::spawn(async move {
+        let _permit = permit;
+        while let Ok(Some((up, result))) =
+            tokio::time::timeout_at(deadline.into(), calls.next()).await
+        {
+            let Some((b, c)) = result.ok().and_then(|b| {
+                canonical_answer(&reporter.method, reporter.field, &b).map(|c| (b, c))
+            }) else {
+                continue;
+            };
+            if c == agreed_canon {
+                reporter.verifier.clear(&reporter.chain, &up);
+                continue;
+            }
+            let names = vec![agreed.upstream.name().to_owned()];
+            let minority = vec![up.name().to_owned()];
+            let pair = [
+                Answer {
+                    upstream: Arc::clone(&agreed.upstream),
+                    body: agreed.body.clone(),
+                },
+                Answer {
+                    upstream: up,
+                    body: b,
+                },
+            ];
+            reporter.report(&pair, &names, &minority).await;
+        }
+    });
+}
+
+/// Who to report a wrong answer to, owned so that a background check can use it.
+#[derive(Clone)]
+struct Reporter {
+    chain: Arc<Chain>,
+    verifier: Arc<Verifier>,
+    metrics: GatewayMetrics,
+    method: String,
+    params: Box<RawValue>,
+    field: Option<&'static str>,
+    block: Option<u64>,
+}
+
+impl Reporter {
+    fn record(&self, answers: &[Answer], reason: String) -> EvidenceRecord {
+        let mut rec = EvidenceRecord::new(
+            self.chain.name(),
+            self.method.clone(),
+            self.params.clone(),
+            Mode::Quorum,
+            reason,
+        );
+        rec.chain_id = Some(self.chain.chain_id());
+        rec.block = self.block;
+        rec.field = self.field.map(str::to_owned);
+        rec.answers = answers.iter().map(upstream_answer).collect();
+        rec
+    }
+
+    /// Evidence and penalties for upstreams that disagreed with a quorum.
+    async fn report(&self, answers: &[Answer], agreeing: &[String], minority: &[String]) {
+        let reason = format!(
+            "[{}] disagreed with the quorum [{}]",
+            minority.join(", "),
+            agreeing.join(", ")
+        );
+        let mut rec = self.record(answers, reason);
+        rec.majority = agreeing.to_vec();
+        rec.minority = minority.to_vec();
+        for a in answers {
+            if minority.iter().any(|n| n == a.upstream.name()) {
+                self.verifier
+                    .penalise(&self.chain, &a.upstream, &self.metrics);
+            }
+        }
+        self.verifier.record(rec).await;
+    }
+
+    /// Evidence of answers that disagreed without a quorum. Nobody is penalised: without a
+    /// quorum there is no telling who is wrong. The strictly largest group, if any, is recorded
+    /// as the majority.
+    async fn report_split(&self, answers: &[Answer], largest: Option<&Vec<String>>, reason: &str) {
+        let mut rec = self.record(answers, reason.to_owned());
+        if let Some(group) = largest {
+            rec.majority.clone_from(group);
+            rec.minority = answers
+                .iter()
+                .map(|a| a.upstream.name().to_owned())
+                .filter(|n| !group.contains(n))
+                .collect();
+        }
+        self.verifier.record(rec).await;
+    }
+}
+
+fn upstream_answer(a: &Answer) -> UpstreamAnswer {
+    let (result, error) = match serde_json::from_slice::<Reply<'_>>(&a.body) {
+        Ok(r) => (
+            r.result.map(RawValue::to_owned),
+            r.error.map(RawValue::to_owned),
+        ),
+        Err(_) => (None, None),
+    };
+    UpstreamAnswer {
+        upstream: a.upstream.name().to_owned(),
+        result,
+        error,
+        digest: None,
+    }
+}
+
+/// Writes `answer` as the reply to `req`.
+fn serve_answer(req: &Request<'_>, answer: &Answer, out: &mut Vec<u8>) -> Outcome {
+    match serde_json::from_slice::<Reply<'_>>(&answer.body) {
+        Ok(reply) => crate::forward::write_reply(req, &reply, out),
+        Err(_) => Outcome::Failed,
+    }
+}
+
+/// Quorum mode; returns what was served and the upstream calls beyond the first.
+pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) -> (Served, u64) {
+    let pinned = match pin(req, &pins(ctx.chain)) {
+        Ok(p) => p,
+        Err(e) => return (failed(req, code::INVALID_PARAMS, &e, out), 0),
+    };
+    let empty;
+    let (params, block, need) = match &pinned {
+        Some(p) => (&*p.params, Some(p.block), Need::Block(p.block)),
+        None => {
+            let p = match req.params {
+                Some(p) => p,
+                None => match RawValue::from_string("[]".to_owned()) {
+                    Ok(e) => {
+                        empty = e;
+                        &*empty
+                    }
+                    Err(_) => return (failed(req, code::INTERNAL, "internal error", out), 0),
+                },
+            };
+            (p, None, Need::Head)
+        }
+    };
+    let question = Question {
+        method: &req.method,
+        params,
+        field: None,
+        block,
+        need,
+        may_fall_back: true,
+    };
+    match fan_out(ctx, &question).await {
+        FanOut::Agreed {
+            index,
+            agreeing,
+            asked,
+            answers,
+        } => {
+            let a = &answers[index];
+            (
+                Served {
+                    outcome: serve_answer(req, a, out),
+                    upstream: Some(Arc::clone(&a.upstream)),
+                    retries: 0,
+                    verified: Some(format!("quorum:{agreeing}/{asked}")),
+                    fallback: None,
+                },
+                asked.saturating_sub(1) as u64,
+            )
+        }
+        FanOut::Failed {
+            asked,
+            fallback: Some((a, name)),
+            ..
+        } => (
+            Served {
+                outcome: serve_answer(req, &a, out),
+                upstream: Some(a.upstream),
+                retries: 0,
+                verified: None,
+                fallback: Some(name),
+            },
+            asked.saturating_sub(1) as u64,
+        ),
+        FanOut::Failed {
+            code,
+            message,
+            asked,
+            fallback: None,
+        } => (
+            failed(req, code, &message, out),
+            asked.saturating_sub(1) as u64,
+        ),
+    }
+}
