@@ -74,6 +74,10 @@ pub struct UpstreamStatus {
     pub head: u64,
     /// Blocks behind the chain head.
     pub lag: u64,
+    /// Its `safe` block, when it reports one.
+    pub safe: Option<u64>,
+    /// Its `finalized` block, when it reports one.
+    pub finalized: Option<u64>,
     /// Calls in flight now.
     pub in_flight: usize,
     /// Routing score (lower is better).
@@ -382,6 +386,8 @@ impl Upstream {
             state: self.state(chain_head, max_lag),
             head: self.head(),
             lag: chain_head.saturating_sub(self.head()),
+            safe: self.block_at(BlockTag::Safe),
+            finalized: self.block_at(BlockTag::Finalized),
             in_flight: self.in_flight(),
             score: self.score(),
             health: self.health.snapshot(),

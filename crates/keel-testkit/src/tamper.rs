@@ -51,7 +51,27 @@ impl Tamper {
         Self::spawn(upstream, None, delay).await
     }
 
+    /// A liar that holds every answer for `delay`.
+    pub async fn slow_liar(upstream: &str, lie: Lie, delay: Duration) -> Self {
+        Self::spawn(upstream, Some(lie), delay).await
+    }
+
+    /// An honest proxy that holds answers to `method` for `delay` and passes everything else
+    /// (head polls included) at once: it looks fast until asked `method`.
+    pub async fn slow_for(upstream: &str, method: &'static str, delay: Duration) -> Self {
+        Self::start_with(upstream, None, delay, Some(method)).await
+    }
+
     async fn spawn(upstream: &str, fake: Option<Lie>, delay: Duration) -> Self {
+        Self::start_with(upstream, fake, delay, None).await
+    }
+
+    async fn start_with(
+        upstream: &str,
+        fake: Option<Lie>,
+        delay: Duration,
+        delay_only: Option<&'static str>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let upstream = upstream.to_owned();
@@ -64,7 +84,13 @@ impl Tamper {
                 let (upstream, fake, client) = (upstream.clone(), fake.clone(), client.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
-                        forward(req, client.clone(), upstream.clone(), fake.clone(), delay)
+                        forward(
+                            req,
+                            client.clone(),
+                            upstream.clone(),
+                            fake.clone(),
+                            (delay, delay_only),
+                        )
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
@@ -92,9 +118,8 @@ async fn forward(
     client: reqwest::Client,
     upstream: String,
     fake: Option<Lie>,
-    delay: Duration,
+    (delay, delay_only): (Duration, Option<&'static str>),
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    tokio::time::sleep(delay).await;
     let body = req
         .into_body()
         .collect()
@@ -102,6 +127,9 @@ async fn forward(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if delay_only.is_none_or(|m| request["method"] == m) {
+        tokio::time::sleep(delay).await;
+    }
     let answer = client
         .post(&upstream)
         .header("content-type", "application/json")

@@ -12,3 +12,4 @@ mod failover;
 mod support;
 mod upstreams;
 mod verify;
+mod verify_policy;

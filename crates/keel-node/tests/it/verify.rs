@@ -11,8 +11,17 @@ use crate::support::Running;
 
 const FAKE: &str = "0x1";
 
+/// A contract every anvil of [`anvils`] holds: code `CODE`, slot 0 = 0x2a.
+pub(crate) const CONTRACT: &str = "0x00000000000000000000000000000000c0ffee01";
+const CODE: &str = "0x602a60005260206000f3";
+
 /// POSTs one request with `x-keel-verify: mode`; returns status, `x-keel-verified` and the JSON.
-async fn vcall(url: &str, mode: &str, method: &str, params: Value) -> (u16, String, Value) {
+pub(crate) async fn vcall(
+    url: &str,
+    mode: &str,
+    method: &str,
+    params: Value,
+) -> (u16, String, Value) {
     let resp = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")
@@ -30,7 +39,7 @@ async fn vcall(url: &str, mode: &str, method: &str, params: Value) -> (u16, Stri
     (status, verified, resp.json().await.unwrap())
 }
 
-fn evidence(data_dir: &Path) -> Vec<Value> {
+pub(crate) fn evidence(data_dir: &Path) -> Vec<Value> {
     std::fs::read_to_string(data_dir.join("evidence").join("evidence.jsonl"))
         .unwrap_or_default()
         .lines()
@@ -38,7 +47,7 @@ fn evidence(data_dir: &Path) -> Vec<Value> {
         .collect()
 }
 
-async fn ejections(r: &Running, name: &str) -> u64 {
+pub(crate) async fn ejections(r: &Running, name: &str) -> u64 {
     let s = r.status().await;
     s.chains
         .iter()
@@ -48,11 +57,11 @@ async fn ejections(r: &Running, name: &str) -> u64 {
         .unwrap()
 }
 
-/// Three anvils that mined one empty block with the same timestamp: anvil's genesis header
+/// Three anvils holding [`CONTRACT`] that mined one empty block with the same timestamp: anvil's genesis header
 /// carries the empty trie's root as its stateRoot, so proofs can only be checked from block 1
 /// on; and the beacon-roots contract stores the block time, so independent anvils reach the
 /// same state root only when their blocks have the same timestamps (and parent hashes).
-async fn anvils() -> ([Anvil; 3], Vec<String>) {
+pub(crate) async fn anvils() -> ([Anvil; 3], Vec<String>) {
     // Same genesis time, so the same genesis hash (block 1 stores its parent's hash).
     let args = ["--timestamp", "1700000000"];
     let nodes = [
@@ -62,6 +71,13 @@ async fn anvils() -> ([Anvil; 3], Vec<String>) {
     ];
     let urls: Vec<String> = nodes.iter().map(Anvil::url).collect();
     for u in &urls {
+        rpc(u, "anvil_setCode", json!([CONTRACT, CODE])).await;
+        rpc(
+            u,
+            "anvil_setStorageAt",
+            json!([CONTRACT, "0x0", format!("0x{:064x}", 0x2a)]),
+        )
+        .await;
         rpc(u, "evm_setNextBlockTimestamp", json!([4_000_000_000u64])).await;
         rpc(u, "evm_mine", json!([])).await;
     }
@@ -70,7 +86,7 @@ async fn anvils() -> ([Anvil; 3], Vec<String>) {
     (nodes, urls)
 }
 
-async fn state_roots(urls: &[String]) -> Vec<Value> {
+pub(crate) async fn state_roots(urls: &[String]) -> Vec<Value> {
     let mut roots = Vec::new();
     for u in urls {
         let b = rpc(u, "eth_getBlockByNumber", json!(["0x1", false])).await;
@@ -79,7 +95,7 @@ async fn state_roots(urls: &[String]) -> Vec<Value> {
     roots
 }
 
-async fn start(ups: &[(&str, &str)], edit: impl FnOnce(&mut Config)) -> Running {
+pub(crate) async fn start(ups: &[(&str, &str)], edit: impl FnOnce(&mut Config)) -> Running {
     let mut c = config_for("dev", 31337, ups);
     edit(&mut c);
     let r = Running::start(c).await;

@@ -1,0 +1,451 @@
+//! Verification policy against real anvil nodes: default proven account reads, lies about
+//! nonces, code and storage, `safe`/`finalized` pinning, fastest-first fan-out with hedging and
+//! late answers, the no-agreement fallback, header sources and checkpoints.
+
+use std::time::{Duration, Instant};
+
+use keel_config::{Checkpoint, Fallback, LateAnswers};
+use keel_testkit::{Anvil, DEV_ADDR_0, Lie, Tamper, eventually, rpc};
+use serde_json::{Value, json};
+
+use crate::{
+    support::{Running, call, get_text},
+    verify::{CONTRACT, anvils, evidence, start, vcall},
+};
+
+/// The value of the first `/metrics` sample whose line starts with `series` (0 when absent).
+async fn metric(r: &Running, series: &str) -> f64 {
+    get_text(&r.admin("/metrics"))
+        .await
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+const QUORUM_EXTRA: &str =
+    "keel_rpc_verify_extra_calls_total{chain=\"dev\",mode=\"quorum\",outcome=\"verified\"}";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_reads_are_proven_by_default_when_state_roots_can_be_had() {
+    let (_nodes, urls) = anvils().await;
+    let r = start(&[("a", &urls[0]), ("b", &urls[1]), ("c", &urls[2])], |c| {
+        // The default, which the test config turns off.
+        c.chains[0].verify.account = None;
+    })
+    .await;
+    let url = r.rpc_url("dev");
+    for (method, params) in [
+        ("eth_getBalance", json!([DEV_ADDR_0, "latest"])),
+        ("eth_getTransactionCount", json!([DEV_ADDR_0, "latest"])),
+        ("eth_getCode", json!([CONTRACT, "latest"])),
+        ("eth_getStorageAt", json!([CONTRACT, "0x0", "latest"])),
+    ] {
+        let direct = rpc(&urls[0], method, params.clone()).await["result"].clone();
+        let (s, h, v) = call(&url, method, params).await;
+        assert_eq!((s, &v["result"]), (200, &direct), "{method}: {v}");
+        assert_eq!(h["x-keel-verified"], "proof:0x1", "{method}");
+    }
+    // Other reads are not verified unless configured.
+    let (_, h, _) = call(&url, "eth_blockNumber", json!([])).await;
+    assert_eq!(h["x-keel-verified"], "none");
+    drop(r);
+
+    // One upstream cannot agree with itself on a state root: account reads stay unverified.
+    let r = start(&[("a", &urls[0])], |c| c.chains[0].verify.account = None).await;
+    let (s, h, v) = call(&r.rpc_url("dev"), "eth_getBalance", json!([DEV_ADDR_0])).await;
+    assert_eq!(
+        (s, h["x-keel-verified"].to_str().unwrap()),
+        (200, "none"),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lies_about_nonces_code_and_storage_are_outvoted_and_disproved() {
+    let (_nodes, urls) = anvils().await;
+    let cases = [
+        (
+            Lie::Nonce("0x99".to_owned()),
+            "eth_getTransactionCount",
+            json!([DEV_ADDR_0, "latest"]),
+            "nonce",
+        ),
+        (
+            Lie::Code,
+            "eth_getCode",
+            json!([CONTRACT, "latest"]),
+            "code",
+        ),
+        (
+            Lie::Storage("0x7".to_owned()),
+            "eth_getStorageAt",
+            json!([CONTRACT, "0x0", "latest"]),
+            "storage",
+        ),
+    ];
+    for (lie, method, params, word) in cases {
+        let honest = rpc(&urls[0], method, params.clone()).await["result"].clone();
+        let (ha, hb) = (
+            Tamper::honest(&urls[0]).await,
+            Tamper::honest(&urls[1]).await,
+        );
+        let liar = Tamper::lying(&urls[2], lie).await;
+        let lied = rpc(&liar.url(), method, params.clone()).await["result"].clone();
+        assert_ne!(lied, honest, "{method}: the proxy lies");
+        let (ua, ub, ul) = (ha.url(), hb.url(), liar.url());
+        let r = start(&[("a", &ua), ("b", &ub), ("liar", &ul)], |c| {
+            c.chains[0].verify.evidence_threshold = 1000;
+            c.chains[0].verify.late_answers = LateAnswers::Check;
+        })
+        .await;
+        let url = r.rpc_url("dev");
+        let dir = r._dir.path().to_owned();
+        // Proof mode answers the honest value; the liar's proof (or code) is evidence.
+        assert!(
+            eventually(Duration::from_secs(20), async || {
+                let (s, v, p) = vcall(&url, "proof", method, params.clone()).await;
+                assert_eq!((s, &p["result"]), (200, &honest), "{method}: {p}");
+                assert_eq!(v, "proof:0x1");
+                evidence(&dir).iter().any(|e| e["mode"] == "proof")
+            })
+            .await,
+            "{method}: the liar's proof was never tried"
+        );
+        let rec = evidence(&dir)
+            .into_iter()
+            .find(|e| e["mode"] == "proof")
+            .unwrap();
+        assert_eq!(rec["minority"], json!(["liar"]), "{rec}");
+        assert!(
+            rec["reason"].as_str().unwrap().contains(word),
+            "{method}: {rec}"
+        );
+        // Quorum mode answers the honest value and names the liar.
+        assert!(
+            eventually(Duration::from_secs(20), async || {
+                let (s, v, q) = vcall(&url, "quorum", method, params.clone()).await;
+                assert_eq!((s, &q["result"]), (200, &honest), "{method}: {q}");
+                assert!(v.starts_with("quorum:2/"), "{v}");
+                evidence(&dir)
+                    .iter()
+                    .any(|e| e["mode"] == "quorum" && e["minority"] == json!(["liar"]))
+            })
+            .await,
+            "{method}: no quorum evidence"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn safe_and_finalized_are_pinned_to_numbers_the_upstreams_agree_on() {
+    let node = Anvil::start(&[]).await;
+    let base = node.url();
+    rpc(&base, "anvil_mine", json!(["0x50"])).await;
+    let number = |b: &Value| {
+        u64::from_str_radix(b["number"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let safe = number(&rpc(&base, "eth_getBlockByNumber", json!(["safe", false])).await["result"]);
+    let fin =
+        number(&rpc(&base, "eth_getBlockByNumber", json!(["finalized", false])).await["result"]);
+    assert!(0 < fin && fin < safe && safe < 0x50, "{fin} {safe}");
+    let proxies = [
+        Tamper::honest(&base).await,
+        Tamper::honest(&base).await,
+        Tamper::honest(&base).await,
+    ];
+    let urls: Vec<String> = proxies.iter().map(Tamper::url).collect();
+    let r = start(&[("a", &urls[0]), ("b", &urls[1]), ("c", &urls[2])], |_| {}).await;
+    // The tracker polls the tags; every upstream then reports them in /status.
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            r.status().await.chains[0]
+                .upstreams
+                .iter()
+                .all(|u| u["safe"] == safe && u["finalized"] == fin)
+        })
+        .await,
+        "{:?}",
+        r.status().await
+    );
+    let url = r.rpc_url("dev");
+    for (tag, n) in [("safe", safe), ("finalized", fin)] {
+        // Proof mode can prove a tagged read only once the tag is a number.
+        let direct = rpc(
+            &base,
+            "eth_getBalance",
+            json!([DEV_ADDR_0, format!("{n:#x}")]),
+        )
+        .await;
+        let (s, v, p) = vcall(&url, "proof", "eth_getBalance", json!([DEV_ADDR_0, tag])).await;
+        assert_eq!((s, &p["result"]), (200, &direct["result"]), "{tag}: {p}");
+        assert_eq!(v, format!("proof:{n:#x}"), "{tag}");
+        // Quorum mode asks every upstream about that number.
+        let (_, v, b) = vcall(&url, "quorum", "eth_getBlockByNumber", json!([tag, false])).await;
+        assert_eq!(number(&b["result"]), n, "{tag}: {b}");
+        assert!(v.starts_with("quorum:"), "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hedged_fan_out_asks_only_a_quorum_when_answers_agree() {
+    let (_nodes, urls) = anvils().await;
+    let ups = [("a", &*urls[0]), ("b", &*urls[1]), ("c", &*urls[2])];
+    let balance = json!([DEV_ADDR_0, "latest"]);
+    // Eager (the default): all three are asked, two extra calls per request.
+    let r = start(&ups, |_| {}).await;
+    for _ in 0..10 {
+        let (_, v, _) = vcall(
+            &r.rpc_url("dev"),
+            "quorum",
+            "eth_getBalance",
+            balance.clone(),
+        )
+        .await;
+        assert_eq!(v, "quorum:2/3");
+    }
+    assert_eq!(metric(&r, QUORUM_EXTRA).await, 20.0);
+    drop(r);
+    // Hedged: the two fastest are asked, one extra call per request.
+    let r = start(&ups, |c| {
+        c.chains[0].verify.hedge_after = Some(Duration::from_secs(10));
+    })
+    .await;
+    for _ in 0..10 {
+        let (_, v, _) = vcall(
+            &r.rpc_url("dev"),
+            "quorum",
+            "eth_getBalance",
+            balance.clone(),
+        )
+        .await;
+        assert_eq!(v, "quorum:2/2");
+    }
+    assert_eq!(metric(&r, QUORUM_EXTRA).await, 10.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hedging_asks_the_next_upstream_on_disagreement_and_on_a_slow_answer() {
+    let (_nodes, urls) = anvils().await;
+    let balance = json!([DEV_ADDR_0, "latest"]);
+    // A fast liar and two slower honest nodes: the liar is among the two asked first; its
+    // disagreement brings in the third at once, long before the 10 s hedge timer.
+    let liar = Tamper::lying(&urls[0], Lie::Balance("0x1".to_owned())).await;
+    let slow = [
+        Tamper::slow(&urls[1], Duration::from_millis(30)).await,
+        Tamper::slow(&urls[2], Duration::from_millis(30)).await,
+    ];
+    let (ul, us1, us2) = (liar.url(), slow[0].url(), slow[1].url());
+    let r = start(&[("liar", &ul), ("b", &us1), ("c", &us2)], |c| {
+        c.chains[0].verify.hedge_after = Some(Duration::from_secs(10));
+        c.chains[0].verify.evidence_threshold = 1000;
+    })
+    .await;
+    let honest = rpc(&urls[1], "eth_getBalance", balance.clone()).await["result"].clone();
+    let started = Instant::now();
+    let (s, v, q) = vcall(
+        &r.rpc_url("dev"),
+        "quorum",
+        "eth_getBalance",
+        balance.clone(),
+    )
+    .await;
+    assert_eq!((s, &q["result"]), (200, &honest), "{q}");
+    assert_eq!(v, "quorum:2/3");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited for the hedge timer"
+    );
+    drop(r);
+
+    // An upstream that looks fast (its head polls are) but sits on this read: the hedge timer
+    // brings in the third well before the stuck one answers.
+    let stuck = Tamper::slow_for(&urls[0], "eth_getBalance", Duration::from_secs(4)).await;
+    let us = stuck.url();
+    let r = start(&[("stuck", &us), ("b", &urls[1]), ("c", &urls[2])], |c| {
+        c.chains[0].verify.hedge_after = Some(Duration::from_millis(100));
+    })
+    .await;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (s, v, q) = vcall(
+            &r.rpc_url("dev"),
+            "quorum",
+            "eth_getBalance",
+            balance.clone(),
+        )
+        .await;
+        assert_eq!((s, &q["result"]), (200, &honest), "{q}");
+        assert!(v.starts_with("quorum:2/"), "{v}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the hedge did not fire"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn late_answers_are_checked_only_when_asked_to() {
+    let (_nodes, urls) = anvils().await;
+    let balance = json!([DEV_ADDR_0, "latest"]);
+    let liar = Tamper::slow_liar(
+        &urls[2],
+        Lie::Balance("0x1".to_owned()),
+        Duration::from_millis(300),
+    )
+    .await;
+    let ul = liar.url();
+    let ups = [("a", &*urls[0]), ("b", &*urls[1]), ("liar", &*ul)];
+    for (late, caught) in [(LateAnswers::Cancel, false), (LateAnswers::Check, true)] {
+        let r = start(&ups, |c| {
+            c.chains[0].verify.late_answers = late;
+            c.chains[0].verify.evidence_threshold = 1000;
+        })
+        .await;
+        let url = r.rpc_url("dev");
+        for _ in 0..5 {
+            let (_, v, _) = vcall(&url, "quorum", "eth_getBalance", balance.clone()).await;
+            assert_eq!(v, "quorum:2/3");
+        }
+        let dir = r._dir.path().to_owned();
+        let recorded = eventually(Duration::from_secs(3), async || {
+            evidence(&dir)
+                .iter()
+                .any(|e| e["minority"] == json!(["liar"]))
+        })
+        .await;
+        assert_eq!(recorded, caught, "{late:?}: {:?}", evidence(&dir));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_agreement_the_configured_fallback_answers() {
+    let (_nodes, urls) = anvils().await;
+    let balance = json!([DEV_ADDR_0, "latest"]);
+    let honest = rpc(&urls[0], "eth_getBalance", balance.clone()).await["result"].clone();
+    let liar = Tamper::start(&urls[2], "0x1").await;
+    let ul = liar.url();
+    let ups = [("a", &*urls[0]), ("b", &*urls[1]), ("liar", &*ul)];
+    for fallback in [Fallback::Error, Fallback::Largest, Fallback::First] {
+        // 3 of 3 must agree, and one lies: there is never a quorum.
+        let r = start(&ups, |c| {
+            let v = &mut c.chains[0].verify;
+            (v.quorum, v.fallback, v.evidence_threshold) = (3, fallback, 1000);
+        })
+        .await;
+        let resp = reqwest::Client::new()
+            .post(r.rpc_url("dev"))
+            .header("content-type", "application/json")
+            .header("x-keel-verify", "quorum")
+            .body(
+                json!({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":balance})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let header = |k: &str| {
+            resp.headers()
+                .get(k)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let (verified, used) = (header("x-keel-verified"), header("x-keel-verify-fallback"));
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(verified.as_deref(), Some("none"), "{fallback:?}");
+        match fallback {
+            Fallback::Error => {
+                assert_eq!(body["error"]["code"], -32004, "{body}");
+                let m = body["error"]["message"].as_str().unwrap();
+                assert!(m.contains("no 3 of 3 upstreams agree"), "{m}");
+                assert_eq!(used, None);
+            }
+            Fallback::Largest => {
+                assert_eq!(body["result"], honest, "{body}");
+                assert_eq!(used.as_deref(), Some("largest"));
+            }
+            Fallback::First => {
+                assert!(body["result"].is_string(), "{body}");
+                assert_eq!(used.as_deref(), Some("first"));
+            }
+        }
+        // The split is evidence, with the largest group as the majority; nobody is penalised.
+        let rec = evidence(r._dir.path())
+            .pop()
+            .expect("evidence of the split");
+        assert_eq!(rec["minority"], json!(["liar"]), "{rec}");
+        let mut majority: Vec<String> = serde_json::from_value(rec["majority"].clone()).unwrap();
+        majority.sort();
+        assert_eq!(majority, ["a", "b"], "{rec}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_sources_and_checkpoints_supply_state_roots() {
+    let (_nodes, urls) = anvils().await;
+    let balance = json!([DEV_ADDR_0, "0x1"]);
+    let honest = rpc(&urls[0], "eth_getBalance", balance.clone()).await["result"].clone();
+    let root =
+        rpc(&urls[0], "eth_getBlockByNumber", json!(["0x1", false])).await["result"]["stateRoot"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let proof_extra =
+        "keel_rpc_verify_extra_calls_total{chain=\"dev\",mode=\"proof\",outcome=\"verified\"}";
+    // A header source: one chain upstream named as trusted for headers. One header call and one
+    // proof call: one extra call per request.
+    let r = start(&[("own", &urls[0]), ("b", &urls[1])], |c| {
+        c.chains[0].verify.header_source = Some("own".to_owned());
+    })
+    .await;
+    let (s, v, p) = vcall(
+        &r.rpc_url("dev"),
+        "proof",
+        "eth_getBalance",
+        balance.clone(),
+    )
+    .await;
+    assert_eq!(
+        (s, &p["result"], v.as_str()),
+        (200, &honest, "proof:0x1"),
+        "{p}"
+    );
+    assert_eq!(metric(&r, proof_extra).await, 1.0);
+    drop(r);
+
+    // A checkpoint for block 1: no header call at all.
+    let r = start(&[("a", &urls[0]), ("b", &urls[1])], |c| {
+        c.chains[0].verify.checkpoints = vec![Checkpoint {
+            block: 1,
+            state_root: root.clone(),
+        }];
+    })
+    .await;
+    let (s, v, p) = vcall(
+        &r.rpc_url("dev"),
+        "proof",
+        "eth_getBalance",
+        balance.clone(),
+    )
+    .await;
+    assert_eq!(
+        (s, &p["result"], v.as_str()),
+        (200, &honest, "proof:0x1"),
+        "{p}"
+    );
+    assert_eq!(metric(&r, proof_extra).await, 0.0);
+    drop(r);
+
+    // A wrong checkpoint wins over every upstream: nothing verifies against it.
+    let r = start(&[("a", &urls[0]), ("b", &urls[1])], |c| {
+        c.chains[0].verify.checkpoints = vec![Checkpoint {
+            block: 1,
+            state_root: format!("0x{}", "11".repeat(32)),
+        }];
+        c.chains[0].verify.evidence_threshold = 1000;
+    })
+    .await;
+    let (_, v, p) = vcall(&r.rpc_url("dev"), "proof", "eth_getBalance", balance).await;
+    assert_eq!(p["error"]["code"], -32004, "{p}");
+    assert_eq!(v, "none");
+}
