@@ -246,14 +246,17 @@ pub const ACCOUNT_METHODS: &[&str] = &[
     "eth_getProof",
 ];
 
-/// What happens to answers still in flight once a quorum agreed.
+/// What happens to answers still in flight once a quorum agreed. Either way the client's
+/// answer does not wait for them, and with `hedge_after` upstreams not yet asked never are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LateAnswers {
-    /// They are cancelled (the answer does not wait for them).
+    /// They are read in the background and thrown away unread, so that their connections go
+    /// back to the pool (dropping a call mid-flight would cost a new connection, a TLS
+    /// handshake for a remote upstream, per verified request).
     #[default]
-    Cancel,
-    /// They are awaited in the background and compared, so a slow liar is caught too.
+    Ignore,
+    /// They are read in the background and compared, so a slow liar is caught too.
     Check,
 }
 
@@ -301,7 +304,7 @@ pub struct VerifyConfig {
     /// a quorum (fewer upstream calls, slower when one is slow).
     #[serde(with = "humantime_serde")]
     pub hedge_after: Option<Duration>,
-    /// Answers still in flight once a quorum agreed: `cancel` or `check`.
+    /// Answers still in flight once a quorum agreed: `ignore` or `check`.
     pub late_answers: LateAnswers,
     /// What a quorum read answers without agreement: `error`, `largest` or `first`.
     pub fallback: Fallback,

@@ -165,7 +165,7 @@ fn verify_defaults_prove_account_reads_when_roots_can_be_had() {
     let v = &c.chains[0].verify;
     assert_eq!(v.mode, VerifyMode::None);
     assert_eq!((v.quorum, v.fanout, v.evidence_threshold), (2, 3, 3));
-    assert_eq!(v.late_answers, LateAnswers::Cancel);
+    assert_eq!(v.late_answers, LateAnswers::Ignore);
     assert_eq!(v.fallback, Fallback::Error);
     // Two upstreams can agree on a state root: account reads are proven, the rest is not.
     assert_eq!(v.mode_for("eth_getBalance", 2), VerifyMode::Proof);

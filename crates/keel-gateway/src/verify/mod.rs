@@ -31,12 +31,26 @@ pub(crate) struct Verifier {
     log: OnceLock<Option<EvidenceLog>>,
     /// (chain, upstream index) → disagreements or failed proofs in a row.
     strikes: Mutex<HashMap<(String, usize), u32>>,
-    /// Background checks of answers that came after a quorum was reached.
-    stragglers: Arc<Semaphore>,
+    /// Background tasks reading calls still in flight after a quorum was reached.
+    late_calls: Arc<Semaphore>,
+    /// State roots agreed recently: (chain, block) → root.
+    roots: Mutex<HashMap<(String, u64), CachedRoot>>,
 }
 
-/// Most background checks of late answers at once; beyond it late answers are dropped unread.
-const MAX_STRAGGLER_CHECKS: usize = 256;
+/// A state root agreed for one block.
+#[derive(Debug, Clone, Copy)]
+struct CachedRoot {
+    root: [u8; 32],
+    at: Instant,
+    /// The block was finalized when the root was agreed: it never changes.
+    settled: bool,
+}
+
+/// Most state roots kept; past it expired ones are dropped (all of them when none expired).
+const MAX_CACHED_ROOTS: usize = 4096;
+
+/// Most background tasks reading late answers at once; beyond it late calls are dropped.
+const MAX_LATE_CALLS: usize = 1024;
 
 impl Verifier {
     pub(crate) fn new(evidence_dir: Option<PathBuf>) -> Self {
@@ -44,7 +58,8 @@ impl Verifier {
             evidence_dir,
             log: OnceLock::new(),
             strikes: Mutex::new(HashMap::new()),
-            stragglers: Arc::new(Semaphore::new(MAX_STRAGGLER_CHECKS)),
+            late_calls: Arc::new(Semaphore::new(MAX_LATE_CALLS)),
+            roots: Mutex::new(HashMap::new()),
         }
     }
 
@@ -103,6 +118,39 @@ impl Verifier {
         } else {
             up.health().record_failure(now, false);
         }
+    }
+
+    /// The state root agreed for `block` of `chain`, while it is fresh: a finalized block's root
+    /// never changes; another's is kept for the chain's `head_poll_interval` (a reorg may
+    /// replace the block).
+    fn cached_root(&self, chain: &Chain, block: u64) -> Option<[u8; 32]> {
+        let g = self.roots.lock().unwrap_or_else(|p| p.into_inner());
+        let c = g.get(&(chain.name().to_owned(), block))?;
+        (c.settled || c.at.elapsed() < chain.config().head_poll_interval).then_some(c.root)
+    }
+
+    fn cache_root(&self, chain: &Chain, block: u64, root: [u8; 32]) {
+        let settled = chain
+            .agreed_block(BlockTag::Finalized, chain.config().verify.quorum)
+            .is_some_and(|f| block <= f);
+        let ttl = chain.config().head_poll_interval;
+        let mut g = self.roots.lock().unwrap_or_else(|p| p.into_inner());
+        if g.len() >= MAX_CACHED_ROOTS {
+            g.retain(|_, c| c.settled || c.at.elapsed() < ttl);
+            if g.len() >= MAX_CACHED_ROOTS {
+                g.clear();
+            }
+        }
+        let at = Instant::now();
+        g.insert(
+            (chain.name().to_owned(), block),
+            CachedRoot { root, at, settled },
+        );
+    }
+
+    fn forget_root(&self, chain: &Chain, block: u64) {
+        let mut g = self.roots.lock().unwrap_or_else(|p| p.into_inner());
+        g.remove(&(chain.name().to_owned(), block));
     }
 
     fn clear(&self, chain: &Chain, up: &Upstream) {

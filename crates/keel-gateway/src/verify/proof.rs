@@ -83,10 +83,11 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
     };
     let block_hex = format!("{block:#x}");
     // 1. The trusted state root.
-    let (root, mut extra) = match trusted_root(ctx, block).await {
+    let mut root = match trusted_root(ctx, block).await {
         Ok(r) => r,
         Err(e) => return (failed(req, e.code, &e.message, out), e.calls),
     };
+    let mut extra = root.calls;
     // 2. eth_getProof from one upstream at a time until one verifies.
     let slots = keys
         .iter()
@@ -128,7 +129,21 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
             );
             continue;
         };
-        let checked = keel_verify::verify_account_proof(&root, &address, &keys, result);
+        let mut checked = keel_verify::verify_account_proof(&root.root, &address, &keys, result);
+        if checked
+            .as_ref()
+            .is_err_and(keel_verify::VerifyError::is_upstream_fault)
+            && root.cached
+        {
+            // A remembered root may predate a reorg: check against a fresh one before blaming.
+            ctx.verifier.forget_root(ctx.chain, block);
+            root = match trusted_root(ctx, block).await {
+                Ok(r) => r,
+                Err(e) => return (failed(req, e.code, &e.message, out), extra + e.calls),
+            };
+            extra += root.calls;
+            checked = keel_verify::verify_account_proof(&root.root, &address, &keys, result);
+        }
         let account = match checked {
             Ok(a) => a,
             Err(e) => {
@@ -139,7 +154,7 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                         "eth_getProof",
                         &proof_params,
                         block,
-                        &root,
+                        &root.root,
                         &up,
                         result,
                         &e.to_string(),
@@ -197,7 +212,7 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                                         "eth_getCode",
                                         &code_params,
                                         block,
-                                        &root,
+                                        &root.root,
                                         &up,
                                         &r,
                                         &reason,
@@ -250,10 +265,48 @@ struct RootError {
     calls: u64,
 }
 
-/// The trusted state root of `block` and the upstream calls made to get it: a configured
-/// checkpoint (no call), the configured `header_source` upstream (one call), or the `stateRoot`
-/// a quorum of upstreams agree on.
-async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<([u8; 32], u64), RootError> {
+/// A trusted state root.
+struct Root {
+    root: [u8; 32],
+    /// Upstream calls made to get it.
+    calls: u64,
+    /// It was remembered from an earlier request.
+    cached: bool,
+}
+
+/// The trusted state root of `block`: a configured checkpoint, one agreed recently (see
+/// `Verifier::cached_root`), or a fresh one, which is then remembered.
+async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
+    let cfg = &ctx.chain.config().verify;
+    let cached = |root, cached| Root {
+        root,
+        calls: 0,
+        cached,
+    };
+    if let Some(cp) = cfg.checkpoints.iter().find(|c| c.block == block) {
+        return keel_verify::proof::parse_hash(&cp.state_root)
+            .map(|r| cached(r, false))
+            .map_err(|e| RootError {
+                code: code::INTERNAL,
+                message: format!("checkpoint {block}: {e}"),
+                calls: 0,
+            });
+    }
+    if let Some(root) = ctx.verifier.cached_root(ctx.chain, block) {
+        return Ok(cached(root, true));
+    }
+    let (root, calls) = fetch_root(ctx, block).await?;
+    ctx.verifier.cache_root(ctx.chain, block, root);
+    Ok(Root {
+        root,
+        calls,
+        cached: false,
+    })
+}
+
+/// The state root of `block` and the upstream calls made to get it: from the configured
+/// `header_source` upstream (one call), or the `stateRoot` a quorum of upstreams agree on.
+async fn fetch_root(ctx: &Ctx<'_>, block: u64) -> Result<([u8; 32], u64), RootError> {
     let cfg = &ctx.chain.config().verify;
     let block_hex = format!("{block:#x}");
     let fail = |code: i64, message: String, calls: u64| RootError {
@@ -261,11 +314,6 @@ async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<([u8; 32], u64), Root
         message,
         calls,
     };
-    if let Some(cp) = cfg.checkpoints.iter().find(|c| c.block == block) {
-        return keel_verify::proof::parse_hash(&cp.state_root)
-            .map(|r| (r, 0))
-            .map_err(|e| fail(code::INTERNAL, format!("checkpoint {block}: {e}"), 0));
-    }
     let header_params = RawValue::from_string(format!("[\"{block_hex}\",false]"))
         .map_err(|_| fail(code::INTERNAL, "internal error".to_owned(), 0))?;
     if let Some(name) = &cfg.header_source {

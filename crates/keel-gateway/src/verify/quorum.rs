@@ -72,10 +72,10 @@ type Call = std::pin::Pin<
 /// All `fanout` are asked at once, or with `hedge_after` the `quorum` fastest first and one more
 /// each time that long passes. Whenever nothing is in flight without agreement (answers
 /// disagree), the next upstream is asked; a failed call is replaced by another upstream while
-/// one remains. Once N agree, calls still in flight are cancelled, or with
-/// `late_answers = "check"` compared in the background (bounded by
-/// [`super::MAX_STRAGGLER_CHECKS`]) so that a slow liar is caught too. Minority upstreams get
-/// evidence and a penalty.
+/// one remains. Once N agree, upstreams not yet asked never are, and calls still in flight are
+/// read in the background (bounded by [`super::MAX_LATE_CALLS`]) so their connections go back
+/// to the pool: thrown away, or with `late_answers = "check"` compared so that a slow liar is
+/// caught too. Minority upstreams get evidence and a penalty.
 pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
     let cfg = &ctx.chain.config().verify;
     let n = cfg.quorum.max(1);
@@ -190,8 +190,10 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
                         ctx.verifier.clear(ctx.chain, &a.upstream);
                     }
                 }
-                if cfg.late_answers == LateAnswers::Check && !calls.is_empty() {
-                    check_late(ctx, &reporter, &answers[index], &canon[index].1, calls);
+                if !calls.is_empty() {
+                    let check = (cfg.late_answers == LateAnswers::Check)
+                        .then(|| (&reporter, &answers[index], &*canon[index].1));
+                    finish_late(ctx, check, calls);
                 }
                 return FanOut::Agreed {
                     index,
@@ -247,34 +249,39 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
     }
 }
 
-/// Compares answers still in flight with the agreed one, in the background.
-fn check_late(
+/// Reads the answers of `calls` in the background, and with `check` (reporter, agreed answer,
+/// its canonical form) compares them with the agreed one. Past [`super::MAX_LATE_CALLS`] such
+/// tasks, the calls are dropped instead.
+fn finish_late(
     ctx: &Ctx<'_>,
-    reporter: &Reporter,
-    agreed: &Answer,
-    agreed_canon: &[u8],
+    check: Option<(&Reporter, &Answer, &[u8])>,
     mut calls: FuturesUnordered<Call>,
 ) {
-    let Ok(permit) = Arc::clone(&ctx.verifier.stragglers).try_acquire_owned() else {
+    let Ok(permit) = Arc::clone(&ctx.verifier.late_calls).try_acquire_owned() else {
         return;
     };
-    let agreed = Answer {
-        upstream: Arc::clone(&agreed.upstream),
-        body: agreed.body.clone(),
-    };
-    let agreed_canon = agreed_canon.to_vec();
-    let (deadline, reporter) = (ctx.deadline, reporter.clone());
+    let check = check.map(|(reporter, agreed, canon)| {
+        let agreed = Answer {
+            upstream: Arc::clone(&agreed.upstream),
+            body: agreed.body.clone(),
+        };
+        (reporter.clone(), agreed, canon.to_vec())
+    });
+    let deadline = ctx.deadline;
     tokio::spawn(async move {
         let _permit = permit;
         while let Ok(Some((up, result))) =
             tokio::time::timeout_at(deadline.into(), calls.next()).await
         {
+            let Some((reporter, agreed, agreed_canon)) = &check else {
+                continue;
+            };
             let Some((b, c)) = result.ok().and_then(|b| {
                 canonical_answer(&reporter.method, reporter.field, &b).map(|c| (b, c))
             }) else {
                 continue;
             };
-            if c == agreed_canon {
+            if c == *agreed_canon {
                 reporter.verifier.clear(&reporter.chain, &up);
                 continue;
             }

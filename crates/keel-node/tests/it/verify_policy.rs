@@ -297,7 +297,7 @@ async fn late_answers_are_checked_only_when_asked_to() {
     .await;
     let ul = liar.url();
     let ups = [("a", &*urls[0]), ("b", &*urls[1]), ("liar", &*ul)];
-    for (late, caught) in [(LateAnswers::Cancel, false), (LateAnswers::Check, true)] {
+    for (late, caught) in [(LateAnswers::Ignore, false), (LateAnswers::Check, true)] {
         let r = start(&ups, |c| {
             c.chains[0].verify.late_answers = late;
             c.chains[0].verify.evidence_threshold = 1000;
@@ -448,4 +448,49 @@ async fn header_sources_and_checkpoints_supply_state_roots() {
     let (_, v, p) = vcall(&r.rpc_url("dev"), "proof", "eth_getBalance", balance).await;
     assert_eq!(p["error"]["code"], -32004, "{p}");
     assert_eq!(v, "none");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agreed_state_roots_are_reused_and_refreshed_after_a_reorg() {
+    let (_nodes, urls) = anvils().await;
+    let r = start(&[("a", &urls[0]), ("b", &urls[1]), ("c", &urls[2])], |c| {
+        // Block 1 is not final on anvil: its root is kept for one poll interval.
+        c.chains[0].head_poll_interval = Duration::from_secs(30);
+        c.chains[0].verify.evidence_threshold = 1000;
+    })
+    .await;
+    let url = r.rpc_url("dev");
+    let balance = json!([DEV_ADDR_0, "0x1"]);
+    let before = rpc(&urls[0], "eth_getBalance", balance.clone()).await["result"].clone();
+    let proof_extra =
+        "keel_rpc_verify_extra_calls_total{chain=\"dev\",mode=\"proof\",outcome=\"verified\"}";
+    for _ in 0..5 {
+        let (s, v, p) = vcall(&url, "proof", "eth_getBalance", balance.clone()).await;
+        assert_eq!(
+            (s, &p["result"], v.as_str()),
+            (200, &before, "proof:0x1"),
+            "{p}"
+        );
+    }
+    // Three header calls for the first request; the other four reuse its root.
+    assert_eq!(metric(&r, proof_extra).await, 2.0 + 1.0);
+
+    // Block 1 is replaced on every node by one where the balance differs.
+    for u in &urls {
+        rpc(u, "anvil_rollback", json!([1])).await;
+        rpc(u, "anvil_setBalance", json!([DEV_ADDR_0, "0x1234"])).await;
+        rpc(u, "evm_setNextBlockTimestamp", json!([4_000_000_000u64])).await;
+        rpc(u, "evm_mine", json!([])).await;
+    }
+    let (s, v, p) = vcall(&url, "proof", "eth_getBalance", balance).await;
+    assert_eq!(
+        (s, &p["result"], v.as_str()),
+        (200, &json!("0x1234"), "proof:0x1"),
+        "{p}"
+    );
+    assert!(
+        evidence(r._dir.path()).is_empty(),
+        "honest upstreams were blamed for the reorg: {:?}",
+        evidence(r._dir.path())
+    );
 }

@@ -1,11 +1,15 @@
 //! A fast fixture JSON-RPC upstream for benchmarks: answers every request from memory.
 //!
-//! `fixture-upstream 127.0.0.1:9001 [chain_id]` serves `eth_chainId` (default 1),
-//! `eth_getBlockByNumber` (a fixed block 0x10), and anything else with `"0x1"`, echoing the id.
-//! HTTP/1.1 keep-alive; one multi-threaded runtime.
+//! `fixture-upstream 127.0.0.1:9001 [chain_id] [--delay-ms N] [--proof FILE]` serves
+//! `eth_chainId` (default 1), `eth_getBlockByNumber` (a fixed block 0x10), and anything else
+//! with `"0x1"`, echoing the id. `--delay-ms` holds every answer that long (a remote provider's
+//! latency). `--proof FILE` (a recorded `{stateRoot, proof}` such as
+//! `crates/keel-verify/tests/fixtures/contract_proof.json`) makes the block carry that state
+//! root and `eth_getProof` / `eth_getBalance` answer with the recorded account, so proof mode
+//! verifies. HTTP/1.1 keep-alive; one multi-threaded runtime.
 #![allow(clippy::print_stderr)]
 
-use std::{convert::Infallible, net::SocketAddr};
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -20,8 +24,24 @@ async fn main() {
         .unwrap_or_else(|| "127.0.0.1:9001".to_owned())
         .parse()
         .expect("address");
-    let chain_id: u64 = args.next().map_or(1, |s| s.parse().expect("chain id"));
-    let chain_hex: &'static str = Box::leak(format!("\"0x{chain_id:x}\"").into_boxed_str());
+    let mut chain_id: u64 = 1;
+    let mut delay = Duration::ZERO;
+    let mut proof: Option<String> = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--delay-ms" => {
+                let ms = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--delay-ms N");
+                delay = Duration::from_millis(ms);
+            }
+            "--proof" => proof = Some(args.next().expect("--proof FILE")),
+            id => chain_id = id.parse().expect("chain id"),
+        }
+    }
+    let chain_hex = leak(format!("\"0x{chain_id:x}\""));
+    let answers: &'static Answers = Box::leak(Box::new(Answers::new(chain_hex, proof.as_deref())));
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     eprintln!("fixture-upstream listening on {addr} (chain id {chain_id})");
     loop {
@@ -30,7 +50,7 @@ async fn main() {
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let svc = service_fn(move |req| answer(req, chain_hex));
+            let svc = service_fn(move |req| answer(req, answers, delay));
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
@@ -38,9 +58,49 @@ async fn main() {
     }
 }
 
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// Every result the fixture gives, as raw JSON.
+struct Answers {
+    chain_id: &'static str,
+    block: &'static str,
+    proof: &'static str,
+    balance: &'static str,
+}
+
+impl Answers {
+    fn new(chain_id: &'static str, proof_file: Option<&str>) -> Self {
+        let hash = "0x00000000000000000000000000000000000000000000000000000000000000aa";
+        let Some(path) = proof_file else {
+            return Self {
+                chain_id,
+                block: leak(format!(r#"{{"number":"0x10","hash":"{hash}"}}"#)),
+                proof: "\"0x1\"",
+                balance: "\"0x1\"",
+            };
+        };
+        let text = std::fs::read_to_string(path).expect("read the proof file");
+        let mut case: serde_json::Value = serde_json::from_str(&text).expect("proof file JSON");
+        let root = case["stateRoot"].as_str().expect("stateRoot").to_owned();
+        // Balance reads ask for no storage slot.
+        case["proof"]["storageProof"] = serde_json::Value::Array(Vec::new());
+        Self {
+            chain_id,
+            block: leak(format!(
+                r#"{{"number":"0x10","hash":"{hash}","stateRoot":"{root}"}}"#
+            )),
+            balance: leak(case["proof"]["balance"].to_string()),
+            proof: leak(case["proof"].to_string()),
+        }
+    }
+}
+
 async fn answer(
     req: Request<Incoming>,
-    chain_hex: &'static str,
+    answers: &'static Answers,
+    delay: Duration,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let body = req
         .into_body()
@@ -48,12 +108,19 @@ async fn answer(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let text = std::str::from_utf8(&body).unwrap_or("");
     let id = field(text, "\"id\":").unwrap_or("null");
     let result = if text.contains("\"eth_chainId\"") {
-        chain_hex
+        answers.chain_id
     } else if text.contains("\"eth_getBlockByNumber\"") {
-        r#"{"number":"0x10","hash":"0x00000000000000000000000000000000000000000000000000000000000000aa"}"#
+        answers.block
+    } else if text.contains("\"eth_getProof\"") {
+        answers.proof
+    } else if text.contains("\"eth_getBalance\"") {
+        answers.balance
     } else {
         "\"0x1\""
     };
