@@ -1,5 +1,6 @@
 -- wrk script: POST eth_getBalance(ADDR, "latest") with `x-keel-verify: MODE` (unset: no header).
--- Counts answers that are JSON-RPC errors or lack the expected `x-keel-verified` prefix
+-- BLOCKS=each asks for a new block number on every request instead of "latest" (so that no
+-- state root can be reused). Counts answers that are JSON-RPC errors or lack the expected `x-keel-verified` prefix
 -- (EXPECT), and prints one RESULT line at the end.
 local addr = os.getenv("ADDR")
 local mode = os.getenv("MODE") or ""
@@ -8,6 +9,14 @@ wrk.method = "POST"
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["' .. addr .. '","latest"]}'
 wrk.headers["Content-Type"] = "application/json"
 if mode ~= "" then wrk.headers["x-keel-verify"] = mode end
+if os.getenv("BLOCKS") == "each" then
+  local n = 0
+  function request()
+    n = n + 1
+    return wrk.format(nil, nil, nil, string.format(
+      '{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["%s","0x%x"]}', addr, n))
+  end
+end
 
 local threads = {}
 function setup(thread) table.insert(threads, thread) end

@@ -4,9 +4,9 @@
 //! `eth_chainId` (default 1), `eth_getBlockByNumber` (a fixed block 0x10), and anything else
 //! with `"0x1"`, echoing the id. `--delay-ms` holds every answer that long (a remote provider's
 //! latency). `--proof FILE` (a recorded `{stateRoot, proof}` such as
-//! `crates/keel-verify/tests/fixtures/contract_proof.json`) makes the block carry that state
-//! root and `eth_getProof` / `eth_getBalance` answer with the recorded account, so proof mode
-//! verifies. HTTP/1.1 keep-alive; one multi-threaded runtime.
+//! `crates/keel-verify/tests/fixtures/contract_proof.json`) makes every block (the head is
+//! 0x1000000) carry that state root and `eth_getProof` / `eth_getBalance` answer with the
+//! recorded account, so proof mode verifies at any block. HTTP/1.1 keep-alive; one multi-threaded runtime.
 #![allow(clippy::print_stderr)]
 
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
@@ -88,8 +88,9 @@ impl Answers {
         case["proof"]["storageProof"] = serde_json::Value::Array(Vec::new());
         Self {
             chain_id,
+            // A high head, so that any block number a benchmark asks for is "there".
             block: leak(format!(
-                r#"{{"number":"0x10","hash":"{hash}","stateRoot":"{root}"}}"#
+                r#"{{"number":"0x1000000","hash":"{hash}","stateRoot":"{root}"}}"#
             )),
             balance: leak(case["proof"]["balance"].to_string()),
             proof: leak(case["proof"].to_string()),
