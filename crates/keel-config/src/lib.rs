@@ -258,6 +258,9 @@ pub enum LateAnswers {
     Ignore,
     /// They are read in the background and compared, so a slow liar is caught too.
     Check,
+    /// They are dropped at once: their connections are closed (the upstream may notice and stop
+    /// working on them; the next requests open new connections).
+    Cancel,
 }
 
 /// What a quorum read answers when no N upstreams agree.
@@ -304,7 +307,7 @@ pub struct VerifyConfig {
     /// a quorum (fewer upstream calls, slower when one is slow).
     #[serde(with = "humantime_serde")]
     pub hedge_after: Option<Duration>,
-    /// Answers still in flight once a quorum agreed: `ignore` or `check`.
+    /// Answers still in flight once a quorum agreed: `ignore`, `check` or `cancel`.
     pub late_answers: LateAnswers,
     /// What a quorum read answers without agreement: `error`, `largest` or `first`.
     pub fallback: Fallback,

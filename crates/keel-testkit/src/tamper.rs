@@ -51,9 +51,14 @@ impl Tamper {
         Self::spawn(upstream, None, delay).await
     }
 
-    /// A liar that holds every answer for `delay`.
-    pub async fn slow_liar(upstream: &str, lie: Lie, delay: Duration) -> Self {
-        Self::spawn(upstream, Some(lie), delay).await
+    /// A liar that holds its answers to `method` for `delay` (head polls pass at once).
+    pub async fn slow_liar(
+        upstream: &str,
+        lie: Lie,
+        method: &'static str,
+        delay: Duration,
+    ) -> Self {
+        Self::start_with(upstream, Some(lie), delay, Some(method)).await
     }
 
     /// An honest proxy that holds answers to `method` for `delay` and passes everything else

@@ -75,7 +75,8 @@ type Call = std::pin::Pin<
 /// one remains. Once N agree, upstreams not yet asked never are, and calls still in flight are
 /// read in the background (bounded by [`super::MAX_LATE_CALLS`]) so their connections go back
 /// to the pool: thrown away, or with `late_answers = "check"` compared so that a slow liar is
-/// caught too. Minority upstreams get evidence and a penalty.
+/// caught too; with `late_answers = "cancel"` they are dropped. Minority upstreams get evidence
+/// and a penalty.
 pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
     let cfg = &ctx.chain.config().verify;
     let n = cfg.quorum.max(1);
@@ -190,7 +191,7 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
                         ctx.verifier.clear(ctx.chain, &a.upstream);
                     }
                 }
-                if !calls.is_empty() {
+                if !calls.is_empty() && cfg.late_answers != LateAnswers::Cancel {
                     let check = (cfg.late_answers == LateAnswers::Check)
                         .then(|| (&reporter, &answers[index], &*canon[index].1));
                     finish_late(ctx, check, calls);

@@ -286,25 +286,41 @@ async fn hedging_asks_the_next_upstream_on_disagreement_and_on_a_slow_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn late_answers_are_checked_only_when_asked_to() {
+async fn late_answers_are_checked_ignored_or_cancelled_as_configured() {
     let (_nodes, urls) = anvils().await;
     let balance = json!([DEV_ADDR_0, "latest"]);
-    let liar = Tamper::slow_liar(
-        &urls[2],
-        Lie::Balance("0x1".to_owned()),
-        Duration::from_millis(300),
-    )
-    .await;
+    let lie = Lie::Balance("0x1".to_owned());
+    let liar = Tamper::slow_liar(&urls[2], lie, "eth_getBalance", Duration::from_millis(500)).await;
     let ul = liar.url();
     let ups = [("a", &*urls[0]), ("b", &*urls[1]), ("liar", &*ul)];
-    for (late, caught) in [(LateAnswers::Ignore, false), (LateAnswers::Check, true)] {
+    let cases = [
+        // (setting, the liar's call still runs after the answer, the lie is caught)
+        (LateAnswers::Ignore, true, false),
+        (LateAnswers::Check, true, true),
+        (LateAnswers::Cancel, false, false),
+    ];
+    for (late, still_running, caught) in cases {
         let r = start(&ups, |c| {
             c.chains[0].verify.late_answers = late;
             c.chains[0].verify.evidence_threshold = 1000;
         })
         .await;
         let url = r.rpc_url("dev");
-        for _ in 0..5 {
+        let (_, v, _) = vcall(&url, "quorum", "eth_getBalance", balance.clone()).await;
+        assert_eq!(v, "quorum:2/3");
+        // The liar answers 500 ms after it was asked; the client's answer did not wait. Is its
+        // call still running 300 ms later? (Head polls pass at once but may be in flight.)
+        let freed = eventually(Duration::from_millis(300), async || {
+            r.status().await.chains[0]
+                .upstreams
+                .iter()
+                .find(|u| u["name"] == "liar")
+                .and_then(|u| u["in_flight"].as_u64())
+                == Some(0)
+        })
+        .await;
+        assert_eq!(!freed, still_running, "{late:?}");
+        for _ in 0..4 {
             let (_, v, _) = vcall(&url, "quorum", "eth_getBalance", balance.clone()).await;
             assert_eq!(v, "quorum:2/3");
         }
