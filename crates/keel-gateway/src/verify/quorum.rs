@@ -112,7 +112,8 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
         }
     }
     let mut hedge_at = cfg.hedge_after.map(|d| Instant::now() + d);
-    let reporter = Reporter {
+    // Built only when there is something to report or check.
+    let reporter = || Reporter {
         chain: Arc::clone(ctx.chain),
         verifier: Arc::clone(ctx.verifier),
         metrics: ctx.metrics.clone(),
@@ -184,7 +185,7 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
                 minority,
             } => {
                 if !minority.is_empty() {
-                    reporter.report(&answers, &agreeing, &minority).await;
+                    reporter().report(&answers, &agreeing, &minority).await;
                 }
                 for a in &answers {
                     if agreeing.iter().any(|n| n == a.upstream.name()) {
@@ -193,7 +194,7 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
                 }
                 if !calls.is_empty() && cfg.late_answers != LateAnswers::Cancel {
                     let check = (cfg.late_answers == LateAnswers::Check)
-                        .then(|| (&reporter, &answers[index], &*canon[index].1));
+                        .then(|| (reporter(), &answers[index], &*canon[index].1));
                     finish_late(ctx, check, calls);
                 }
                 return FanOut::Agreed {
@@ -231,7 +232,7 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
         _ => None,
     };
     if groups.len() > 1 {
-        reporter.report_split(&answers, largest, &message).await;
+        reporter().report_split(&answers, largest, &message).await;
     }
     let pick = |name: &str| answers.iter().position(|a| a.upstream.name() == name);
     let fallback = match (q.may_fall_back, cfg.fallback) {
@@ -255,7 +256,7 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
 /// tasks, the calls are dropped instead.
 fn finish_late(
     ctx: &Ctx<'_>,
-    check: Option<(&Reporter, &Answer, &[u8])>,
+    check: Option<(Reporter, &Answer, &[u8])>,
     mut calls: FuturesUnordered<Call>,
 ) {
     let Ok(permit) = Arc::clone(&ctx.verifier.late_calls).try_acquire_owned() else {
@@ -266,7 +267,7 @@ fn finish_late(
             upstream: Arc::clone(&agreed.upstream),
             body: agreed.body.clone(),
         };
-        (reporter.clone(), agreed, canon.to_vec())
+        (reporter, agreed, canon.to_vec())
     });
     let deadline = ctx.deadline;
     tokio::spawn(async move {
@@ -304,7 +305,6 @@ fn finish_late(
 }
 
 /// Who to report a wrong answer to, owned so that a background check can use it.
-#[derive(Clone)]
 struct Reporter {
     chain: Arc<Chain>,
     verifier: Arc<Verifier>,
