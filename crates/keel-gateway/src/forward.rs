@@ -10,6 +10,7 @@ use sha3::{Digest, Keccak256};
 use keel_config::VerifyMode;
 
 use crate::{
+    filters,
     jsonrpc::{self, ErrorObject, Reply, Request, code},
     policy::{self, Route},
     verify,
@@ -61,7 +62,8 @@ pub(crate) struct Served {
 }
 
 impl Served {
-    fn new(outcome: Outcome) -> Self {
+    /// Nothing served by an upstream: `outcome` only.
+    pub(crate) fn new(outcome: Outcome) -> Self {
         Self {
             outcome,
             upstream: None,
@@ -75,7 +77,7 @@ impl Served {
 /// Serves `req` on `chain`, appending its answer to `out` (nothing for a notification, but the
 /// call is still made).
 pub(crate) async fn serve(
-    ctx: &verify::Ctx<'_>,
+    ctx: &crate::Ctx<'_>,
     req: &Request<'_>,
     verify_header: Option<VerifyMode>,
     out: &mut Vec<u8>,
@@ -84,6 +86,21 @@ pub(crate) async fn serve(
     if let Err(message) = policy::check(chain, &req.method) {
         jsonrpc::write_error(out, req.id, code::METHOD_NOT_FOUND, &message);
         return Served::new(Outcome::Rejected);
+    }
+    let method = req.method.as_str();
+    if filters::CREATE.contains(&method) || filters::USE.contains(&method) {
+        // Stateful: never verified (a fan-out would create a filter on every upstream).
+        let mut answer = Vec::new();
+        let served = if filters::CREATE.contains(&method) {
+            let body = Bytes::from(jsonrpc::upstream_body(req));
+            filters::create(ctx, req, body, &mut answer).await
+        } else {
+            filters::call(ctx, req, &mut answer).await
+        };
+        if req.id.is_some() {
+            out.extend_from_slice(&answer);
+        }
+        return served;
     }
     let mode = verify::mode_for(chain, &req.method, verify_header);
     if mode != VerifyMode::None
@@ -130,7 +147,9 @@ struct Held {
     upstream: Arc<Upstream>,
 }
 
-async fn read(
+/// A read: one upstream at a time, retried elsewhere on transport failures, timeouts and
+/// "behind" answers, within `deadline`.
+pub(crate) async fn read(
     chain: &Chain,
     req: &Request<'_>,
     body: Bytes,

@@ -295,9 +295,10 @@ impl Gateway {
                 )
             }
             Ok(req) => {
-                let ctx = verify::Ctx {
+                let ctx = crate::Ctx {
                     chain,
                     verifier: &self.inner.verifier,
+                    filters: &self.inner.filters,
                     metrics: &self.inner.metrics,
                     deadline,
                 };

@@ -24,6 +24,9 @@ pub mod code {
     pub const UPSTREAMS_FAILED: i64 = -32003;
     /// Verification failed: upstreams disagreed, or no upstream served a valid proof.
     pub const VERIFICATION_FAILED: i64 = -32004;
+    /// A filter id keel does not know (or forgot after five idle minutes): geth's code and
+    /// message, `filter not found`.
+    pub const FILTER_NOT_FOUND: i64 = -32000;
 }
 
 /// One request of a call, borrowed from the body.

@@ -16,6 +16,7 @@
 //! Responses carry `x-keel-upstream` (who answered), `x-keel-retries` and `x-keel-verified`
 //! (`none`, `quorum:N/M` or `proof:<block hex>`).
 
+mod filters;
 mod forward;
 mod http;
 pub mod jsonrpc;
@@ -44,6 +45,17 @@ struct Inner {
     metrics: GatewayMetrics,
     permits: Semaphore,
     verifier: Arc<verify::Verifier>,
+    filters: filters::Filters,
+}
+
+/// What serving one request needs besides the request.
+pub(crate) struct Ctx<'a> {
+    pub(crate) chain: &'a Arc<keel_chain::Chain>,
+    pub(crate) verifier: &'a Arc<verify::Verifier>,
+    pub(crate) filters: &'a filters::Filters,
+    pub(crate) metrics: &'a GatewayMetrics,
+    /// When the client's answer is due.
+    pub(crate) deadline: std::time::Instant,
 }
 
 impl Gateway {
@@ -64,6 +76,7 @@ impl Gateway {
                 metrics,
                 permits,
                 verifier,
+                filters: filters::Filters::default(),
             }),
         }
     }

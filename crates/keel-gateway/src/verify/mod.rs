@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
 use crate::{
+    Ctx,
     forward::{Outcome, Served},
     jsonrpc::{self, Reply, Request, code},
     metrics::{GatewayMetrics, UpstreamLabels, VerifyLabels},
@@ -177,14 +178,6 @@ pub(crate) fn parse_mode(v: &str) -> Option<VerifyMode> {
         "proof" => Some(VerifyMode::Proof),
         _ => None,
     }
-}
-
-/// Context of one verified read.
-pub(crate) struct Ctx<'a> {
-    pub(crate) chain: &'a Arc<Chain>,
-    pub(crate) verifier: &'a Arc<Verifier>,
-    pub(crate) metrics: &'a GatewayMetrics,
-    pub(crate) deadline: Instant,
 }
 
 /// Serves a read with verification `mode` (not `None`).

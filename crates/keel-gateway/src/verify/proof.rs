@@ -8,10 +8,11 @@ use keel_verify::evidence::{EvidenceRecord, Mode, UpstreamAnswer};
 use serde_json::value::RawValue;
 
 use super::{
-    Ctx, body_for, failed, pin, pins,
+    body_for, failed, pin, pins,
     quorum::{self, FanOut, Question},
 };
 use crate::{
+    Ctx,
     forward::{Outcome, Served},
     jsonrpc::{self, Reply, Request, code},
 };

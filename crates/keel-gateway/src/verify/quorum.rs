@@ -9,8 +9,9 @@ use keel_config::{Fallback, LateAnswers};
 use keel_verify::evidence::{EvidenceRecord, Mode, UpstreamAnswer};
 use serde_json::value::RawValue;
 
-use super::{Ctx, Verifier, body_for, canonical_answer, failed, pin, pins};
+use super::{Verifier, body_for, canonical_answer, failed, pin, pins};
 use crate::{
+    Ctx,
     forward::{Outcome, Served},
     jsonrpc::{Reply, Request, code},
     metrics::GatewayMetrics,

@@ -9,6 +9,7 @@
 mod devnet;
 mod edge;
 mod failover;
+mod filters;
 mod support;
 mod upstreams;
 mod verify;
