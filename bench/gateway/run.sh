@@ -2,6 +2,10 @@
 # Gateway benchmark: direct fixture vs nginx round-robin vs keel, same machine, same run.
 #
 #   bench/gateway/run.sh [seconds]        (default 15 s per measurement)
+#   KEEL_BASELINE=/path/to/old/keel bench/gateway/run.sh 15
+#                                         also measures that keel binary (row `baseline`), in
+#                                         the same run, for before/after comparisons (it must
+#                                         accept this script's config)
 #
 # Needs: Debian's nginx and wrk (installed here when missing), a Rust toolchain.
 # Upstreams: three `fixture-upstream` processes (crates/keel-testkit) answering from memory.
@@ -13,7 +17,7 @@ command -v nginx >/dev/null && command -v wrk >/dev/null || apt-get install -y -
 cargo build --release --quiet -p keel -p keel-testkit --bins
 BIN=${CARGO_TARGET_DIR:-target}/release
 WORK=$(mktemp -d)
-P1=19001 P2=19002 P3=19003 NGINX=19100 KEEL=19200 ADMIN=19201
+P1=19001 P2=19002 P3=19003 NGINX=19100 KEEL=19200 ADMIN=19201 BASE=19210 BASE_ADMIN=19211
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; nginx -p "$WORK" -c "$WORK/nginx.conf" -s stop 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -45,18 +49,31 @@ url = "http://127.0.0.1:$P2"
 name = "c"
 url = "http://127.0.0.1:$P3"
 TOML
-"$BIN/keel" up --config "$WORK/keel.toml" --data-dir "$WORK/data" >/dev/null 2>"$WORK/keel.log" & KEEL_PID=$!; pids+=($KEEL_PID)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null || { echo "keel did not become ready"; cat "$WORK/keel.log"; exit 1; }
-
+start_keel() { # binary config admin_port name
+  "$1" up --config "$2" --data-dir "$WORK/data-$4" >/dev/null 2>"$WORK/$4.log" & pids+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$3/readyz" >/dev/null && break; sleep 0.1; done
+  curl -sf "http://127.0.0.1:$3/readyz" >/dev/null || { echo "$4 did not become ready"; cat "$WORK/$4.log"; exit 1; }
+}
+start_keel "$BIN/keel" "$WORK/keel.toml" $ADMIN keel; KEEL_PID=${pids[-1]}
 declare -A URL=([direct]="http://127.0.0.1:$P1/" [nginx]="http://127.0.0.1:$NGINX/" [keel]="http://127.0.0.1:$KEEL/rpc/bench")
+TARGETS="direct nginx keel"
+if [ -n "${KEEL_BASELINE:-}" ]; then
+  sed -e "s/:$KEEL\"/:$BASE\"/; s/:$ADMIN\"/:$BASE_ADMIN\"/" "$WORK/keel.toml" > "$WORK/baseline.toml"
+  start_keel "$KEEL_BASELINE" "$WORK/baseline.toml" $BASE_ADMIN baseline; BASE_PID=${pids[-1]}
+  URL[baseline]="http://127.0.0.1:$BASE/rpc/bench"; TARGETS="direct nginx baseline keel"
+fi
 run() { # name connections delay_ms
   DELAY_MS=$3 wrk -t2 -c"$2" -d"${SECS}s" --timeout 5s -s bench/gateway/post.lua "${URL[$1]}" | grep '^RESULT' | sed "s/^RESULT/$1 c=$2 delay=$3/"
 }
 echo "# saturation, 64 connections"
-for t in direct nginx keel; do run "$t" 64 0; done | tee "$WORK/sat.txt"
+for t in $TARGETS; do run "$t" 64 0; done | tee "$WORK/sat.txt"
 echo "# fixed rate: 500 connections x 1 request / 500 ms = ~1000 RPS"
-for t in direct nginx keel; do run "$t" 500 500; done | tee "$WORK/fixed.txt"
+for t in $TARGETS; do run "$t" 500 500; done | tee "$WORK/fixed.txt"
 echo "keel peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$KEEL_PID/status)"
 rps() { grep "^$1 " "$WORK/sat.txt" | sed 's/.*rps=\([0-9]*\).*/\1/'; }
-echo "keel/nginx throughput ratio: $(awk -v k="$(rps keel)" -v n="$(rps nginx)" 'BEGIN { printf "%.2f", k / n }')"
+ratio() { awk -v k="$(rps "$1")" -v n="$(rps nginx)" 'BEGIN { printf "%.2f", k / n }'; }
+if [ -n "${KEEL_BASELINE:-}" ]; then
+  echo "baseline peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$BASE_PID/status)"
+  echo "baseline/nginx throughput ratio: $(ratio baseline)"
+fi
+echo "keel/nginx throughput ratio: $(ratio keel)"

@@ -5,7 +5,8 @@
 //!   upstream) and a short memory of recent block hashes, and picks upstreams for requests
 //!   ([`Chain::select`]) with power-of-two-choices on score and in-flight, honouring weights,
 //!   tiers, lag and the block a request needs.
-//! - An [`Upstream`] is one node: a pooled HTTP client with a bounded number of calls in flight,
+//! - An [`Upstream`] is one node: pooled HTTP clients (one per current-thread runtime, so a
+//!   gateway worker's calls never leave its thread) with a bounded number of calls in flight,
 //!   its head, and its [`Health`] (latency EWMA and percentiles, error rate, circuit breaker).
 //! - [`HeadTracker`] polls every upstream's chain id once and its head on an interval, which also
 //!   serves as the circuit breaker's half-open probe, so an ejected upstream re-enters by itself.
@@ -13,6 +14,7 @@
 //! Nothing here serves HTTP; the gateway, monitor and indexer call into it.
 
 mod chain;
+mod clients;
 mod error;
 mod health;
 mod metrics;

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::{
     BlockTag, CallError, ChainError,
+    clients::Clients,
     health::{Admission, Health, HealthSnapshot, UpstreamState},
 };
 
@@ -25,12 +26,7 @@ const CHAIN_UNKNOWN: u8 = 0;
 const CHAIN_OK: u8 = 1;
 const CHAIN_WRONG: u8 = 2;
 
-type HttpClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
-
-/// One upstream node: a pooled HTTP client, its head and its health.
+/// One upstream node: pooled HTTP clients, its head and its health.
 #[derive(Debug)]
 pub struct Upstream {
     name: String,
@@ -41,7 +37,7 @@ pub struct Upstream {
     tier: Tier,
     timeout: Duration,
     max_in_flight: usize,
-    client: HttpClient,
+    clients: Clients,
     /// Request URI (user info removed; it travels as `authorization` instead).
     uri: hyper::Uri,
     /// `Basic …` from the URL's user info, if any.
@@ -135,10 +131,11 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(cfg.max_in_flight)
-            .build(https);
+            .pool_max_idle_per_host(cfg.max_in_flight);
+        let clients = Clients::new(builder, https);
         let (uri, authorization) = split_credentials(url.expose()).map_err(client_error)?;
         Ok(Self {
             name: cfg.name.clone(),
@@ -148,7 +145,7 @@ impl Upstream {
             tier: cfg.tier,
             timeout: cfg.request_timeout,
             max_in_flight: cfg.max_in_flight,
-            client,
+            clients,
             uri,
             authorization,
             in_flight: AtomicUsize::new(0),
@@ -324,7 +321,8 @@ impl Upstream {
         }
         let fut = async {
             let resp = self
-                .client
+                .clients
+                .get()
                 .request(req)
                 .await
                 .map_err(|e| self.transport_error(&e))?;

@@ -64,6 +64,9 @@ pub struct GatewayConfig {
     pub request_timeout: Duration,
     /// Most client requests processed at once; further ones wait for a slot.
     pub max_concurrent_requests: usize,
+    /// Serving threads, each with its own listener socket and upstream connections. Unset:
+    /// four per core the process may use.
+    pub workers: Option<usize>,
 }
 
 impl Default for GatewayConfig {
@@ -74,6 +77,7 @@ impl Default for GatewayConfig {
             max_batch_len: 100,
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 4096,
+            workers: None,
         }
     }
 }

@@ -274,3 +274,16 @@ fn verify_settings_that_cannot_work_are_refused() {
         VerifyMode::None
     );
 }
+
+#[test]
+fn gateway_workers_are_bounded() {
+    let c = load(&MINIMAL.replace("[admin]", "workers = 3\n[admin]")).expect("valid");
+    assert_eq!(c.gateway.workers, Some(3));
+    let e = load(&MINIMAL.replace("[admin]", "workers = 0\n[admin]"))
+        .expect_err("zero workers")
+        .to_string();
+    assert!(
+        e.contains("gateway.workers") && e.contains("out of range"),
+        "{e}"
+    );
+}

@@ -108,6 +108,13 @@ impl Config {
                 "the default is 4096",
             ));
         }
+        if g.workers.is_some_and(|w| !(1..=1024).contains(&w)) {
+            return Err(Violation::new(
+                vec![Key("gateway"), Key("workers")],
+                "is out of range",
+                "use 1 to 1024, or leave it out for four per core",
+            ));
+        }
         if g.listen == self.admin.listen && g.listen.port() != 0 {
             return Err(Violation::new(
                 vec![Key("admin"), Key("listen")],

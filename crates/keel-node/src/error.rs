@@ -17,6 +17,9 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The gateway's worker threads could not start.
+    #[error("cannot start the gateway's worker threads: {0}")]
+    Workers(std::io::Error),
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     DataDir {

@@ -5,6 +5,10 @@
 //! (`/metrics`, `/healthz`, `/readyz`, `/status`). Every task is owned by the node; a task that
 //! ends or panics while the node runs is logged and makes `/readyz` fail.
 //!
+//! The gateway is served thread per core (`workers`): one current-thread runtime per core,
+//! each with its own listener and upstream connections. Everything else runs on the runtime
+//! that calls [`Node::bind`].
+//!
 //! [`Node::shutdown`] stops in a written order, within a grace period:
 //! 1. the gateway stops accepting connections and drains requests in flight;
 //! 2. head trackers and the devnet stop;
@@ -12,6 +16,7 @@
 
 mod admin;
 mod error;
+mod workers;
 
 use std::{
     net::SocketAddr,
@@ -92,9 +97,18 @@ impl Node {
         }
         let tracker = HeadTracker::spawn(&registry, chain_metrics, background_cancel.child_token());
 
-        let gateway_listener = bind(config.gateway.listen, "gateway").await?;
+        let gateway_listeners = workers::bind(
+            config.gateway.listen,
+            workers::count(config.gateway.workers),
+        )?;
         let admin_listener = bind(config.admin.listen, "admin").await?;
-        let gateway_addr = local_addr(&gateway_listener, "gateway")?;
+        let gateway_addr = gateway_listeners[0]
+            .local_addr()
+            .map_err(|source| NodeError::Bind {
+                what: "gateway",
+                addr: config.gateway.listen,
+                source,
+            })?;
         let admin_addr = local_addr(&admin_listener, "admin")?;
 
         let shared = Arc::new(Shared {
@@ -111,13 +125,13 @@ impl Node {
         );
         let gateway_cancel = CancellationToken::new();
         let mut gateway_task = JoinSet::new();
-        gateway_task.spawn(serve(
-            "gateway",
-            gateway_listener,
-            keel_gateway::router(gateway),
-            gateway_cancel.clone(),
-            shared.clone(),
-        ));
+        workers::spawn(
+            gateway_listeners,
+            &keel_gateway::router(gateway),
+            &gateway_cancel,
+            &shared,
+            &mut gateway_task,
+        )?;
         let mut content_addrs = None;
         if let Some(cc) = &config.content {
             let svc = keel_content::ContentService::bind_with_metrics(

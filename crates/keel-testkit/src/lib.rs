@@ -142,6 +142,8 @@ pub fn config_for(chain: &str, chain_id: u64, upstreams: &[(&str, &str)]) -> Con
     chain.verify.account = Some(keel_config::VerifyMode::None);
     let mut c = Config::default();
     c.gateway.listen = "127.0.0.1:0".parse().unwrap();
+    // Two serving threads: several workers, without a dozen threads per node in parallel tests.
+    c.gateway.workers = Some(2);
     c.admin.listen = "127.0.0.1:0".parse().unwrap();
     c.chains.push(chain);
     c
