@@ -279,14 +279,15 @@ struct Root {
 /// `Verifier::cached_root`), or a fresh one, which is then remembered.
 async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
     let cfg = &ctx.chain.config().verify;
-    let cached = |root, cached| Root {
+    // A root had without an upstream call.
+    let known = |root, cached| Root {
         root,
         calls: 0,
         cached,
     };
     if let Some(cp) = cfg.checkpoints.iter().find(|c| c.block == block) {
         return keel_verify::proof::parse_hash(&cp.state_root)
-            .map(|r| cached(r, false))
+            .map(|r| known(r, false))
             .map_err(|e| RootError {
                 code: code::INTERNAL,
                 message: format!("checkpoint {block}: {e}"),
@@ -294,7 +295,7 @@ async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
             });
     }
     if let Some(root) = ctx.verifier.cached_root(ctx.chain, block) {
-        return Ok(cached(root, true));
+        return Ok(known(root, true));
     }
     let (root, calls) = fetch_root(ctx, block).await?;
     ctx.verifier.cache_root(ctx.chain, block, root);
