@@ -1,10 +1,10 @@
 //! In-process cost of the gateway's routing path for one proxied request, without network:
-//! envelope parse → policy → route → upstream pick → upstream body → reply parse → answer →
-//! metrics. Run: `cargo bench -p keel-gateway --bench route` (divan prints time and allocations).
+//! envelope parse → policy → verification mode (none: an unverified read) → route → upstream
+//! pick → upstream body → reply parse → answer → metrics. Run: `cargo bench -p keel-gateway --bench route` (divan prints time and allocations).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use keel_chain::Chain;
-use keel_config::{ChainConfig, SecretUrl, UpstreamConfig};
+use keel_config::{ChainConfig, SecretUrl, UpstreamConfig, VerifyMode};
 use keel_gateway::{
     GatewayMetrics,
     jsonrpc::{self, Body, Reply},
@@ -27,7 +27,10 @@ fn chain() -> Chain {
             )
         })
         .collect();
-    let chain = Chain::new(ChainConfig::new("bench", 1, ups)).unwrap();
+    let mut cfg = ChainConfig::new("bench", 1, ups);
+    // The unverified read path (account reads would be proven by default).
+    cfg.verify.account = Some(VerifyMode::None);
+    let chain = Chain::new(cfg).unwrap();
     for u in chain.upstreams() {
         u.set_chain_check(1, true);
     }
@@ -48,6 +51,11 @@ fn proxied_request_path(b: divan::Bencher) {
         };
         let req = jsonrpc::parse_request(raw).unwrap();
         policy::check(&chain, &req.method).unwrap();
+        let mode = chain
+            .config()
+            .verify
+            .mode_for(&req.method, chain.upstreams().len());
+        assert_eq!(mode, VerifyMode::None);
         let Route::Read { need, .. } = policy::route(&chain, &req.method, req.params) else {
             unreachable!()
         };
