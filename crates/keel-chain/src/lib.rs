@@ -18,6 +18,7 @@ mod clients;
 mod error;
 mod health;
 mod metrics;
+mod tls;
 mod tracker;
 mod upstream;
 

@@ -125,9 +125,18 @@ impl Upstream {
         http.set_connect_timeout(Some(cfg.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
+        let tls = match &cfg.ca_file {
+            Some(file) => crate::tls::with_extra_roots(file).map_err(client_error)?,
+            None => {
+                use rustls_platform_verifier::BuilderVerifierExt as _;
+                rustls::ClientConfig::builder()
+                    .with_platform_verifier()
+                    .map_err(|e| client_error(format!("TLS setup failed: {e}")))?
+                    .with_no_client_auth()
+            }
+        };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .try_with_platform_verifier()
-            .map_err(|e| client_error(format!("TLS setup failed: {e}")))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

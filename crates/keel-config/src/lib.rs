@@ -436,6 +436,10 @@ pub struct UpstreamConfig {
     /// Most calls in flight to this upstream at once; further calls go elsewhere or wait.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// PEM file of CA certificates trusted for this upstream's `https://` endpoint, besides the
+    /// system's (a node behind an internal CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_weight() -> u32 {
@@ -461,6 +465,7 @@ impl UpstreamConfig {
             name: name.into(),
             url: Some(url),
             url_file: None,
+            ca_file: None,
             weight: default_weight(),
             tier: Tier::Primary,
             request_timeout: default_upstream_timeout(),

@@ -6,6 +6,7 @@
 //!   the same port.
 //! - [`rpc`]: one JSON-RPC call, returning the whole response object.
 //! - [`config_for`]: a node config on free ports in front of given upstream URLs.
+//! - [`TlsFront`]: Debian's nginx terminating TLS (a throwaway CA) in front of a node.
 //! - [`Tamper`]: a lying upstream (a proxy that rewrites balances, nonces, code or storage) for
 //!   verification tests.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
@@ -16,8 +17,10 @@ use std::{
 };
 
 mod tamper;
+mod tls;
 
 pub use tamper::{Lie, Tamper};
+pub use tls::TlsFront;
 
 use keel_config::{ChainConfig, Config, SecretUrl, UpstreamConfig};
 use keel_devnet::AnvilProcess;

@@ -197,3 +197,46 @@ async fn the_content_store_runs_inside_the_node_when_configured() {
     );
     r.node.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_served_only_with_a_trusted_certificate() {
+    let node = Anvil::start(&[]).await;
+    let front = keel_testkit::TlsFront::start(&node.url()).await;
+    // Trusted through the upstream's CA file: served over TLS.
+    let mut c = config_for("dev", 31337, &[("tls", &front.url())]);
+    c.chains[0].upstreams[0].ca_file = Some(front.ca_file());
+    let r = Running::start(c).await;
+    r.ready().await;
+    let (s, h, v) = call(&r.rpc_url("dev"), "eth_chainId", json!([])).await;
+    assert_eq!((s, &v["result"]), (200, &json!("0x7a69")), "{v}");
+    assert_eq!(h["x-keel-upstream"], "tls");
+    drop(r);
+
+    // Not trusted (the system roots do not know the CA): never used, and the head poll says why.
+    let r = Running::start(config_for("dev", 31337, &[("tls", &front.url())])).await;
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            get_text(&r.admin("/metrics")).await.lines().any(|l| {
+                l.starts_with("keel_head_poll_failures_total{chain=\"dev\",upstream=\"tls\"}")
+            })
+        })
+        .await
+    );
+    let (_, _, v) = call(&r.rpc_url("dev"), "eth_chainId", json!([])).await;
+    assert_eq!(v["error"]["code"], -32002, "{v}");
+    drop(r);
+
+    // A CA file that cannot be read stops the node before it serves, naming the file.
+    let mut c = config_for("dev", 31337, &[("tls", &front.url())]);
+    c.chains[0].upstreams[0].ca_file = Some("/nonexistent/keel-ca.pem".into());
+    let dir = tempfile::tempdir().unwrap();
+    let e = keel_node::Node::bind(c, dir.path())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("cannot read CA file /nonexistent/keel-ca.pem"),
+        "{e}"
+    );
+}
