@@ -95,13 +95,29 @@ impl Chain {
         &self.upstreams
     }
 
-    /// Highest head seen from a usable upstream.
+    /// The chain head as of the last head poll: see `refresh_head`.
     pub fn head(&self) -> u64 {
         self.head.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn observe_head(&self, head: u64) {
-        self.head.fetch_max(head, Ordering::Relaxed);
+    /// Recomputes the chain head from the usable upstreams' current heads: the highest head
+    /// that two of them have reached when three or more are usable, else the highest. So one
+    /// upstream claiming a far-future block cannot make every other one look behind (with
+    /// three or more), and when the chain rewinds (a devnet reset, a reorg to a shorter chain)
+    /// the head follows. With no usable upstream the last head is kept.
+    pub(crate) fn refresh_head(&self) {
+        let now = Instant::now();
+        let mut heads: Vec<u64> = self
+            .upstreams
+            .iter()
+            .filter(|u| u.is_verified() && u.health().is_available(now))
+            .map(|u| u.head())
+            .collect();
+        heads.sort_unstable_by(|a, b| b.cmp(a));
+        let rank = if heads.len() >= 3 { 1 } else { 0 };
+        if let Some(h) = heads.get(rank) {
+            self.head.store(*h, Ordering::Relaxed);
+        }
     }
 
     /// Remembers that `hash` is block `number`.
@@ -395,7 +411,7 @@ mod tests {
         let c = chain(&[("behind", 1, Tier::Primary), ("ahead", 1, Tier::Primary)]);
         c.upstreams()[0].set_head(5);
         c.upstreams()[1].set_head(10);
-        c.observe_head(10);
+        c.refresh_head();
         assert_eq!(
             picks(&c, Need::Block(8), 100),
             HashMap::from([("ahead".to_owned(), 100)])
@@ -407,12 +423,39 @@ mod tests {
         // 5 blocks behind is within the default max_lag_blocks (5); 6 is not.
         assert_eq!(picks(&c, Need::Head, 300).len(), 2);
         c.upstreams()[1].set_head(11);
-        c.observe_head(11);
+        c.refresh_head();
         assert_eq!(
             picks(&c, Need::Head, 100),
             HashMap::from([("ahead".to_owned(), 100)])
         );
         assert_eq!(picks(&c, Need::Any, 300).len(), 2);
+    }
+
+    #[test]
+    fn one_upstream_claiming_a_far_block_does_not_move_the_head_and_rewinds_are_followed() {
+        let c = chain(&[
+            ("a", 1, Tier::Primary),
+            ("b", 1, Tier::Primary),
+            ("liar", 1, Tier::Primary),
+        ]);
+        for (u, h) in c.upstreams().iter().zip([100, 99, 1_000_000_000]) {
+            u.set_head(h);
+        }
+        c.refresh_head();
+        assert_eq!(c.head(), 100);
+        assert_eq!(picks(&c, Need::Head, 300).len(), 3, "nobody looks behind");
+        // Everyone rewinds (a reset devnet): the head follows down.
+        for u in c.upstreams() {
+            u.set_head(3);
+        }
+        c.refresh_head();
+        assert_eq!(c.head(), 3);
+        // Two upstreams: the highest counts (a lagging one must still look behind).
+        let two = chain(&[("a", 1, Tier::Primary), ("b", 1, Tier::Primary)]);
+        two.upstreams()[0].set_head(100);
+        two.upstreams()[1].set_head(50);
+        two.refresh_head();
+        assert_eq!(two.head(), 100);
     }
 
     #[test]

@@ -172,7 +172,7 @@ async fn poll_once(chain: &Chain, up: &Upstream, timeout: Duration) -> Result<()
         parse_quantity(&head.number).ok_or_else(|| invalid(up, "block number is not hex"))?;
     up.set_head(number);
     chain.remember_block(&head.hash, number);
-    chain.observe_head(number);
+    chain.refresh_head();
     Ok(())
 }
 

@@ -21,6 +21,9 @@ pub enum Lie {
     /// `eth_getStorageAt` results become this value (as a 32-byte word) and every proven
     /// storage `value` this quantity.
     Storage(String),
+    /// Blocks from `eth_getBlockByNumber` claim this `number`, and `eth_blockNumber` answers it
+    /// (a node claiming a far-future head).
+    Head(String),
 }
 
 /// A tampering proxy on a free loopback port; stops when dropped.
@@ -182,6 +185,8 @@ fn tamper(method: &str, reply: &mut Value, lie: &Lie) {
         (Lie::Balance(v), "eth_getBalance") | (Lie::Nonce(v), "eth_getTransactionCount") => {
             *result = Value::String(v.clone());
         }
+        (Lie::Head(v), "eth_blockNumber") => *result = Value::String(v.clone()),
+        (Lie::Head(v), "eth_getBlockByNumber") => result["number"] = Value::String(v.clone()),
         (Lie::Balance(v), "eth_getProof") => result["balance"] = Value::String(v.clone()),
         (Lie::Nonce(v), "eth_getProof") => result["nonce"] = Value::String(v.clone()),
         (Lie::Code, "eth_getCode") => {

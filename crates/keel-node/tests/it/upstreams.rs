@@ -240,3 +240,55 @@ async fn https_upstreams_are_served_only_with_a_trusted_certificate() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_upstream_claiming_a_far_future_head_does_not_sideline_the_others() {
+    let nodes = [
+        Anvil::start(&[]).await,
+        Anvil::start(&[]).await,
+        Anvil::start(&[]).await,
+    ];
+    let liar = keel_testkit::Tamper::lying(
+        &nodes[2].url(),
+        keel_testkit::Lie::Head("0xffffffff".into()),
+    )
+    .await;
+    let (ua, ub, ul) = (nodes[0].url(), nodes[1].url(), liar.url());
+    let r = Running::start(config_for(
+        "dev",
+        31337,
+        &[("a", &ua), ("b", &ub), ("liar", &ul)],
+    ))
+    .await;
+    r.ready().await;
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            let s = r.status().await;
+            s.chains[0]
+                .upstreams
+                .iter()
+                .any(|u| u["name"] == "liar" && u["head"] == 0xffff_ffffu64)
+        })
+        .await,
+        "the liar's head was never polled"
+    );
+    let s = r.status().await;
+    assert_eq!(s.chains[0].head, 0, "{s:?}");
+    for u in s.chains[0].upstreams.iter().filter(|u| u["name"] != "liar") {
+        assert_eq!(u["state"], "healthy", "{u}");
+        assert_eq!(u["lag"], 0, "{u}");
+    }
+    // Head-sensitive reads keep going to every upstream, not only to the liar.
+    let mut served = std::collections::HashSet::new();
+    for _ in 0..60 {
+        let (_, h, v) = call(
+            &r.rpc_url("dev"),
+            "eth_getBalance",
+            json!([keel_testkit::DEV_ADDR_0, "latest"]),
+        )
+        .await;
+        assert!(v["result"].is_string(), "{v}");
+        served.insert(h["x-keel-upstream"].to_str().unwrap().to_owned());
+    }
+    assert!(served.contains("a") && served.contains("b"), "{served:?}");
+}
