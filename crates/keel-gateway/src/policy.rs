@@ -71,27 +71,6 @@ fn explicitly_allowed(p: &MethodPolicyConfig, method: &str) -> bool {
     p.allow.iter().any(|a| a == method)
 }
 
-/// Position of the block parameter of methods that take one.
-fn block_param(method: &str) -> Option<usize> {
-    Some(match method {
-        "eth_getBlockByNumber"
-        | "eth_getBlockTransactionCountByNumber"
-        | "eth_getUncleCountByBlockNumber"
-        | "eth_getTransactionByBlockNumberAndIndex"
-        | "eth_getUncleByBlockNumberAndIndex"
-        | "eth_getBlockReceipts" => 0,
-        "eth_getBalance"
-        | "eth_getCode"
-        | "eth_getTransactionCount"
-        | "eth_call"
-        | "eth_estimateGas"
-        | "eth_createAccessList"
-        | "eth_feeHistory" => 1,
-        "eth_getStorageAt" | "eth_getProof" => 2,
-        _ => return None,
-    })
-}
-
 /// Decides the route of `method` with `params` on `chain`.
 pub fn route(chain: &Chain, method: &str, params: Option<&RawValue>) -> Route {
     match method {
@@ -102,7 +81,7 @@ pub fn route(chain: &Chain, method: &str, params: Option<&RawValue>) -> Route {
     if BROADCAST_CONTROL.iter().any(|ns| method.starts_with(ns)) {
         return Route::Broadcast { raw_tx: false };
     }
-    if let Some(pos) = block_param(method) {
+    if let Some(pos) = keel_verify::pin::block_param_index(method) {
         let arg = params.and_then(|p| nth_param(p, pos));
         let need = arg.map_or(Need::Head, |a| need_of_block_arg(chain, a));
         return Route::Read {

@@ -181,12 +181,7 @@ async fn the_content_store_runs_inside_the_node_when_configured() {
         resp.status()
     );
     assert!(started.elapsed() < Duration::from_secs(10));
-    let metrics = reqwest::get(r.admin("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&r.admin("/metrics")).await;
     assert!(
         metrics.contains("keel_content_http_requests_total"),
         "{metrics}"

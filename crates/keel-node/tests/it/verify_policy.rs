@@ -263,15 +263,10 @@ async fn hedging_asks_the_next_upstream_on_disagreement_and_on_a_slow_answer() {
         c.chains[0].verify.hedge_after = Some(Duration::from_millis(100));
     })
     .await;
+    let url = r.rpc_url("dev");
     for _ in 0..5 {
         let started = Instant::now();
-        let (s, v, q) = vcall(
-            &r.rpc_url("dev"),
-            "quorum",
-            "eth_getBalance",
-            balance.clone(),
-        )
-        .await;
+        let (s, v, q) = vcall(&url, "quorum", "eth_getBalance", balance.clone()).await;
         assert_eq!((s, &q["result"]), (200, &honest), "{q}");
         assert!(v.starts_with("quorum:2/"), "{v}");
         assert!(
