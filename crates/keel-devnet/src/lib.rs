@@ -8,8 +8,14 @@
 //! over between them without clients noticing.
 //!
 //! Each node is supervised: if it dies it is restarted on the same port with backoff, replays
-//! the chain from a healthy sibling (transactions and timestamps, block by block) and rejoins
-//! mining once it is identical. Output of each node goes to `<data-dir>/devnet/node-N.log`.
+//! the chain from a healthy sibling (transactions and timestamps, block by block, so state reads
+//! at past blocks work on it too), loads the sibling's current state (`anvil_dumpState` /
+//! `anvil_loadState`) and rejoins mining once it is identical. Node-control calls
+//! (`anvil_setBalance`, `anvil_setCode`, ...) change state without a transaction, so replay stops
+//! at the first block that comes out different and the loaded state supplies the rest; anvil's
+//! dump carries no past states, so the restarted node cannot read state at the blocks from that
+//! one up to the restart (a sibling can). Output of each node goes to
+//! `<data-dir>/devnet/node-N.log`.
 
 mod anvil;
 mod error;
@@ -265,7 +271,17 @@ async fn supervise(
     }
 }
 
-/// Replays blocks from a ready sibling until `node` has the same head. Holds the mining lock.
+/// Makes a restarted `node` identical to a ready sibling and returns its head. Holds the mining
+/// lock throughout, so the sibling does not move meanwhile.
+///
+/// Blocks are replayed one by one (see [`replay_block`]), which rebuilds the node's state at every
+/// past block. Node-control calls (`anvil_setBalance`, `anvil_setCode`, ...) change state without
+/// a transaction, so the first block mined after one comes out different; replay stops there.
+/// Then the sibling's current state is loaded (`anvil_dumpState` → `anvil_loadState`: blocks,
+/// receipts, accounts). That is done even when every replayed block matched, because a change
+/// made since the sibling's last block shows in no header yet. Loading keeps the node's state at
+/// the blocks it replayed identically; anvil's dump carries no state for older blocks, so the
+/// node has none for the blocks from the divergence up to its head.
 async fn catch_up(node: &Node, shared: &Shared) -> Result<u64, DevnetError> {
     let _mining = shared.mining.lock().await;
     let source = shared
@@ -279,28 +295,16 @@ async fn catch_up(node: &Node, shared: &Shared) -> Result<u64, DevnetError> {
         })?;
     let target = source.rpc.block_number().await?;
     let mut have = node.rpc.block_number().await?;
+    let mut diverged = None;
     while have < target {
-        have += 1;
-        let block = source
-            .rpc
-            .call(
-                "eth_getBlockByNumber",
-                json!([format!("0x{have:x}"), false]),
-            )
-            .await?;
-        for hash in block["transactions"].as_array().into_iter().flatten() {
-            let raw = source
-                .rpc
-                .call("eth_getRawTransactionByHash", json!([hash]))
-                .await?;
-            node.rpc
-                .call("eth_sendRawTransaction", json!([raw]))
-                .await?;
+        if !replay_block(node, source, have + 1).await? {
+            diverged = Some(have + 1);
+            break;
         }
-        let ts = rpc::hex_u64(&block["timestamp"])
-            .ok_or_else(|| DevnetError::Anvil("block without timestamp".to_owned()))?;
-        node.rpc.call("evm_mine", json!([ts])).await?;
+        have += 1;
     }
+    let state = source.rpc.call("anvil_dumpState", json!([])).await?;
+    node.rpc.call("anvil_loadState", json!([state])).await?;
     let (a, b) = (
         source
             .rpc
@@ -310,12 +314,72 @@ async fn catch_up(node: &Node, shared: &Shared) -> Result<u64, DevnetError> {
             .call("eth_getBlockByNumber", json!(["latest", false]))
             .await?,
     );
-    if a["hash"] != b["hash"] {
+    let head = rpc::hex_u64(&b["number"])
+        .ok_or_else(|| DevnetError::Anvil("latest block without a number".to_owned()))?;
+    if a["hash"] != b["hash"] || !b["hash"].is_string() {
         return Err(DevnetError::Anvil(format!(
-            "replayed block {have} differs from the sibling's"
+            "block {head} still differs from the sibling's after loading the sibling's state; \
+             restart keel to start the devnet afresh"
         )));
     }
-    Ok(have)
+    if let Some(at) = diverged {
+        tracing::info!(
+            node = node.index,
+            diverged_at = at,
+            head,
+            "devnet node: state was changed outside transactions (node-control calls), so replay \
+             stopped at block diverged_at and the sibling's state was loaded; on this node, state \
+             reads at blocks from diverged_at up to (not including) head fail, and at the block \
+             before diverged_at they do not show the change"
+        );
+    }
+    Ok(head)
+}
+
+/// Replays block `number` of `source` on `node`: its raw transactions, then `evm_mine` with its
+/// timestamp. False when the node's block comes out different or refuses one of the transactions,
+/// i.e. state was changed outside transactions; the block's transactions are then dropped from
+/// the node's pool, so they do not linger there once the sibling's state is loaded.
+async fn replay_block(node: &Node, source: &Node, number: u64) -> Result<bool, DevnetError> {
+    let number = format!("0x{number:x}");
+    let block = source
+        .rpc
+        .call("eth_getBlockByNumber", json!([number, false]))
+        .await?;
+    let txs = block["transactions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut same = true;
+    for hash in &txs {
+        let raw = source
+            .rpc
+            .call("eth_getRawTransactionByHash", json!([hash]))
+            .await?;
+        if let Err(e) = node.rpc.call("eth_sendRawTransaction", json!([raw])).await {
+            tracing::debug!(node = node.index, block = %number, error = %e, "devnet: replayed transaction refused");
+            same = false;
+            break;
+        }
+    }
+    if same {
+        let ts = rpc::hex_u64(&block["timestamp"])
+            .ok_or_else(|| DevnetError::Anvil("block without timestamp".to_owned()))?;
+        node.rpc.call("evm_mine", json!([ts])).await?;
+        let mined = node
+            .rpc
+            .call("eth_getBlockByNumber", json!([number, false]))
+            .await?;
+        same = mined["hash"] == block["hash"] && block["hash"].is_string();
+    }
+    if !same {
+        for hash in &txs {
+            if let Err(e) = node.rpc.call("anvil_dropTransaction", json!([hash])).await {
+                tracing::debug!(node = node.index, error = %e, "devnet: dropping a replayed transaction failed");
+            }
+        }
+    }
+    Ok(same)
 }
 
 /// Mines one block per `block_time` on every ready node, with one timestamp.

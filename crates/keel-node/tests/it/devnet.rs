@@ -126,6 +126,121 @@ async fn a_killed_devnet_node_is_restarted_and_catches_up() {
     r.node.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_devnet_node_catches_up_after_node_control_state_changes() {
+    const FUNDED: &str = "0x00000000000000000000000000000000000bee01";
+    const FUNDED_LATE: &str = "0x00000000000000000000000000000000000bee02";
+    let r = Running::start(devnet_config()).await;
+    r.ready().await;
+    let url = r.rpc_url("devnet");
+    let nodes = r.node.devnet_urls();
+    // A transaction first, so the replay has a block whose past state can be read afterwards.
+    let receipt = cast(&[
+        "send",
+        "--private-key",
+        DEV_KEY_0,
+        DEV_ADDR_1,
+        "--value",
+        "7",
+        "--rpc-url",
+        &url,
+        "--json",
+    ])
+    .await;
+    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
+    let tx_block = receipt["blockNumber"].clone();
+    // A state change without a transaction, broadcast to every node, then mined into a block.
+    set_balance(&url, &nodes, FUNDED, "0x1234567890").await;
+    let after_set = block_number(&nodes[0]).await;
+    assert!(
+        keel_testkit::eventually(Duration::from_secs(10), async || {
+            block_number(&nodes[0]).await > after_set
+        })
+        .await,
+        "no block was mined after the balance change"
+    );
+    // One more change and the kill right after it: no block may contain it yet (then it is only in
+    // the sibling's latest state, which no header shows).
+    set_balance(&url, &nodes, FUNDED_LATE, "0xabcdef").await;
+    let victim_node = r.node.devnet_nodes()[1].clone();
+    let victim = victim_node.url.clone();
+    assert!(victim_node.pid > 0 && victim_node.ready);
+    std::process::Command::new("kill")
+        .args(["-9", &victim_node.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        keel_testkit::eventually(Duration::from_secs(30), async || {
+            let n = &r.node.devnet_nodes()[1];
+            n.ready && n.pid != victim_node.pid && n.pid > 0
+        })
+        .await,
+        "the restarted node did not catch up and rejoin mining: {:?}",
+        r.node.devnet_nodes()
+    );
+    // Asked directly, the restarted node has both balances and a sibling's chain.
+    for (addr, want) in [(FUNDED, "0x1234567890"), (FUNDED_LATE, "0xabcdef")] {
+        let got = keel_testkit::rpc(&victim, "eth_getBalance", json!([addr, "latest"])).await;
+        assert_eq!(got["result"], want, "{addr}: {got}");
+    }
+    let head = block_number(&victim).await;
+    assert_eq!(
+        block_hash(&victim, head).await,
+        block_hash(&nodes[0], head).await
+    );
+    // Blocks replayed before the change keep their state.
+    let past = keel_testkit::rpc(&victim, "eth_getBalance", json!([DEV_ADDR_1, tx_block])).await;
+    assert_eq!(past["result"], "0x21e19e0c9bab2400007", "{past}");
+    // It mines in lockstep again: later blocks are the same on it as on its siblings.
+    let later = head + 3;
+    assert!(
+        keel_testkit::eventually(Duration::from_secs(10), async || {
+            block_number(&victim).await >= later && block_number(&nodes[2]).await >= later
+        })
+        .await,
+        "the restarted node does not advance with the others"
+    );
+    let hash = block_hash(&victim, later).await;
+    assert!(hash.is_string(), "{hash}");
+    assert_eq!(hash, block_hash(&nodes[0], later).await);
+    assert_eq!(hash, block_hash(&nodes[2], later).await);
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Sets `addr`'s balance through the gateway and waits until every node has it (the gateway
+/// answers with the first node and sends to the others in the background).
+async fn set_balance(gateway: &str, nodes: &[String], addr: &str, wei: &str) {
+    let (_, _, v) = call(gateway, "anvil_setBalance", json!([addr, wei])).await;
+    assert!(v.get("error").is_none(), "{v}");
+    assert!(
+        keel_testkit::eventually(Duration::from_secs(10), async || {
+            let mut all = true;
+            for n in nodes {
+                let got = keel_testkit::rpc(n, "eth_getBalance", json!([addr, "latest"])).await;
+                all &= got["result"] == wei;
+            }
+            all
+        })
+        .await,
+        "the balance change did not reach every node"
+    );
+}
+
+async fn block_number(url: &str) -> u64 {
+    let v = keel_testkit::rpc(url, "eth_blockNumber", json!([])).await;
+    u64::from_str_radix(v["result"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+async fn block_hash(url: &str, number: u64) -> serde_json::Value {
+    let v = keel_testkit::rpc(
+        url,
+        "eth_getBlockByNumber",
+        json!([format!("0x{number:x}"), false]),
+    )
+    .await;
+    v["result"]["hash"].clone()
+}
+
 async fn eventually_ready(r: &Running, i: usize) -> bool {
     keel_testkit::eventually(Duration::from_secs(10), async || {
         r.node.devnet_nodes()[i].ready
