@@ -1,14 +1,8 @@
 -- wrk script: POST one eth_getBalance per request; prints one RESULT line at the end.
--- DELAY_MS > 0 makes every connection wait that long between requests (fixed-rate mode:
--- connections × 1000 / DELAY_MS requests per second).
+-- run.sh also takes the request body from here for the fixed-rate phase (oha).
 wrk.method = "POST"
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266","latest"]}'
 wrk.headers["Content-Type"] = "application/json"
-
-local delay_ms = tonumber(os.getenv("DELAY_MS") or "0")
-if delay_ms > 0 then
-  function delay() return delay_ms end
-end
 
 function done(summary, latency, requests)
   local e = summary.errors

@@ -299,6 +299,10 @@ mod tests {
     #[test]
     fn behind_and_known_errors_are_recognised() {
         assert!(error_means_behind("header not found"));
+        // anvil, asked for state it does not hold (e.g. a devnet node restarted from a state dump).
+        assert!(error_means_behind(
+            "BlockOutOfRangeError: block height is 4 but requested was 3"
+        ));
         assert!(!error_means_behind("execution reverted"));
         assert!(error_means_known("already known"));
         assert!(!error_means_known("nonce too low"));

@@ -29,8 +29,9 @@ const BACKLOG: i32 = 1024;
 /// Workers per core. More than one: a burst lands on a worker's queue whole (a current-thread
 /// runtime runs its tasks first in, first out, with no other thread to steal them), and a
 /// worker the OS deschedules holds all its connections. Shorter queues on more threads cut the
-/// fixed-rate p95 at no cost in throughput (2 cores shared with other jobs: 22 → 7.9 ms from 2
-/// to 4 per core, 35 → 19 ms from 1 to 2; docs/benchmarks.md).
+/// p95 of a burst (500 connections sending at once every 500 ms on 2 cores shared with other
+/// jobs: 22 → 7.9 ms from 2 to 4 per core, 35 → 19 ms from 1 to 2) at no cost in throughput
+/// (docs/benchmarks.md).
 const WORKERS_PER_CORE: usize = 4;
 
 /// Number of workers: `configured`, else [`WORKERS_PER_CORE`] per core the process may use.
