@@ -7,14 +7,12 @@
 //! same timestamp, same parent: the nodes produce byte-identical blocks, so the gateway can fail
 //! over between them without clients noticing.
 //!
-//! Each node is supervised: if it dies it is restarted on the same port with backoff, replays
-//! the chain from a healthy sibling (transactions and timestamps, block by block, so state reads
-//! at past blocks work on it too), loads the sibling's current state (`anvil_dumpState` /
-//! `anvil_loadState`) and rejoins mining once it is identical. Node-control calls
-//! (`anvil_setBalance`, `anvil_setCode`, ...) change state without a transaction, so replay stops
-//! at the first block that comes out different and the loaded state supplies the rest; anvil's
-//! dump carries no past states, so the restarted node cannot read state at the blocks from that
-//! one up to the restart (a sibling can). Output of each node goes to
+//! Each node is supervised: if it dies it is restarted on the same port with backoff, loads a
+//! healthy sibling's state (`anvil_dumpState` → `anvil_loadState`: blocks, transactions,
+//! receipts, accounts, including changes made by node-control calls such as `anvil_setBalance`)
+//! and rejoins mining once its head is identical. anvil's dump holds no past states, so the
+//! restarted node answers state reads at blocks before its restart with `BlockOutOfRangeError`,
+//! which the gateway takes for "behind" and retries on a sibling. Output of each node goes to
 //! `<data-dir>/devnet/node-N.log`.
 
 mod anvil;
@@ -76,7 +74,7 @@ struct Shared {
     anvil: PathBuf,
     args: Vec<String>,
     log_dir: PathBuf,
-    /// Timestamp of the last block mined; held while mining or replaying.
+    /// Timestamp of the last block mined; held while mining or catching a node up.
     mining: Mutex<u64>,
     /// Every node, set once all have started.
     nodes: std::sync::OnceLock<Vec<Arc<Node>>>,
@@ -210,7 +208,7 @@ impl Shared {
     }
 }
 
-/// Keeps node `node` running: restarts it with backoff when it exits, then replays the chain.
+/// Keeps node `node` running: restarts it with backoff when it exits, then catches it up.
 async fn supervise(
     node: Arc<Node>,
     mut process: AnvilProcess,
@@ -271,17 +269,14 @@ async fn supervise(
     }
 }
 
-/// Makes a restarted `node` identical to a ready sibling and returns its head. Holds the mining
-/// lock throughout, so the sibling does not move meanwhile.
+/// Makes a restarted `node` identical to a ready sibling by loading the sibling's state, and
+/// returns its head. Holds the mining lock, so the sibling does not move meanwhile.
 ///
-/// Blocks are replayed one by one (see [`replay_block`]), which rebuilds the node's state at every
-/// past block. Node-control calls (`anvil_setBalance`, `anvil_setCode`, ...) change state without
-/// a transaction, so the first block mined after one comes out different; replay stops there.
-/// Then the sibling's current state is loaded (`anvil_dumpState` → `anvil_loadState`: blocks,
-/// receipts, accounts). That is done even when every replayed block matched, because a change
-/// made since the sibling's last block shows in no header yet. Loading keeps the node's state at
-/// the blocks it replayed identically; anvil's dump carries no state for older blocks, so the
-/// node has none for the blocks from the divergence up to its head.
+/// Why not replay the sibling's blocks (raw transactions, then `evm_mine` with each block's
+/// timestamp) to rebuild past states too: node-control calls change state without a
+/// transaction, so a replay comes out different, and a replay followed by a state load was seen
+/// to answer a past-state read with a wrong balance. A fresh node with the loaded state answers
+/// such reads with an error instead, which the gateway retries on a sibling.
 async fn catch_up(node: &Node, shared: &Shared) -> Result<u64, DevnetError> {
     let _mining = shared.mining.lock().await;
     let source = shared
@@ -293,16 +288,6 @@ async fn catch_up(node: &Node, shared: &Shared) -> Result<u64, DevnetError> {
         .ok_or_else(|| {
             DevnetError::Anvil("no healthy sibling to copy the chain from".to_owned())
         })?;
-    let target = source.rpc.block_number().await?;
-    let mut have = node.rpc.block_number().await?;
-    let mut diverged = None;
-    while have < target {
-        if !replay_block(node, source, have + 1).await? {
-            diverged = Some(have + 1);
-            break;
-        }
-        have += 1;
-    }
     let state = source.rpc.call("anvil_dumpState", json!([])).await?;
     node.rpc.call("anvil_loadState", json!([state])).await?;
     let (a, b) = (
@@ -318,68 +303,11 @@ async fn catch_up(node: &Node, shared: &Shared) -> Result<u64, DevnetError> {
         .ok_or_else(|| DevnetError::Anvil("latest block without a number".to_owned()))?;
     if a["hash"] != b["hash"] || !b["hash"].is_string() {
         return Err(DevnetError::Anvil(format!(
-            "block {head} still differs from the sibling's after loading the sibling's state; \
+            "block {head} differs from the sibling's after loading the sibling's state; \
              restart keel to start the devnet afresh"
         )));
     }
-    if let Some(at) = diverged {
-        tracing::info!(
-            node = node.index,
-            diverged_at = at,
-            head,
-            "devnet node: state was changed outside transactions (node-control calls), so replay \
-             stopped at block diverged_at and the sibling's state was loaded; on this node, state \
-             reads at blocks from diverged_at up to (not including) head fail, and at the block \
-             before diverged_at they do not show the change"
-        );
-    }
     Ok(head)
-}
-
-/// Replays block `number` of `source` on `node`: its raw transactions, then `evm_mine` with its
-/// timestamp. False when the node's block comes out different or refuses one of the transactions,
-/// i.e. state was changed outside transactions; the block's transactions are then dropped from
-/// the node's pool, so they do not linger there once the sibling's state is loaded.
-async fn replay_block(node: &Node, source: &Node, number: u64) -> Result<bool, DevnetError> {
-    let number = format!("0x{number:x}");
-    let block = source
-        .rpc
-        .call("eth_getBlockByNumber", json!([number, false]))
-        .await?;
-    let txs = block["transactions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut same = true;
-    for hash in &txs {
-        let raw = source
-            .rpc
-            .call("eth_getRawTransactionByHash", json!([hash]))
-            .await?;
-        if let Err(e) = node.rpc.call("eth_sendRawTransaction", json!([raw])).await {
-            tracing::debug!(node = node.index, block = %number, error = %e, "devnet: replayed transaction refused");
-            same = false;
-            break;
-        }
-    }
-    if same {
-        let ts = rpc::hex_u64(&block["timestamp"])
-            .ok_or_else(|| DevnetError::Anvil("block without timestamp".to_owned()))?;
-        node.rpc.call("evm_mine", json!([ts])).await?;
-        let mined = node
-            .rpc
-            .call("eth_getBlockByNumber", json!([number, false]))
-            .await?;
-        same = mined["hash"] == block["hash"] && block["hash"].is_string();
-    }
-    if !same {
-        for hash in &txs {
-            if let Err(e) = node.rpc.call("anvil_dropTransaction", json!([hash])).await {
-                tracing::debug!(node = node.index, error = %e, "devnet: dropping a replayed transaction failed");
-            }
-        }
-    }
-    Ok(same)
 }
 
 /// Mines one block per `block_time` on every ready node, with one timestamp.

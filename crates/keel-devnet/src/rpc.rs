@@ -45,12 +45,6 @@ impl Rpc {
         Ok(v["result"].take())
     }
 
-    pub(crate) async fn block_number(&self) -> Result<u64, DevnetError> {
-        let v = self.call("eth_blockNumber", json!([])).await?;
-        hex_u64(&v)
-            .ok_or_else(|| DevnetError::Anvil("eth_blockNumber returned no number".to_owned()))
-    }
-
     /// Hashes of pending and queued transactions.
     pub(crate) async fn pending_hashes(&self) -> Result<Vec<String>, DevnetError> {
         let v = self.call("txpool_content", json!([])).await?;

@@ -178,19 +178,28 @@ pub(crate) async fn read(
                     });
                     continue;
                 };
-                let maybe_behind = match (reply.error, reply.result) {
-                    (Some(err), _) => serde_json::from_str::<ErrorObject>(err.get())
-                        .is_ok_and(|e| policy::error_means_behind(&e.message)),
-                    (None, Some(result)) => null_may_be_lag && result.get() == "null",
-                    (None, None) => false,
-                };
-                let ahead_exists = || {
+                // Another upstream may have what this one lacks. After an error saying so
+                // ("header not found", "missing trie node", ...), any untried one may: it can be
+                // ahead, or keep more history (archive vs pruned). A null (no receipt yet) can
+                // differ only on one further ahead.
+                let untried = |ahead: bool| {
                     chain
                         .upstreams()
                         .iter()
-                        .any(|u| !tried.contains(&u.index()) && u.head() > up.head())
+                        .any(|u| !tried.contains(&u.index()) && (!ahead || u.head() > up.head()))
                 };
-                if maybe_behind && ahead_exists() {
+                let ask_another = match (reply.error, reply.result) {
+                    (Some(err), _) => {
+                        serde_json::from_str::<ErrorObject>(err.get())
+                            .is_ok_and(|e| policy::error_means_behind(&e.message))
+                            && untried(false)
+                    }
+                    (None, Some(result)) => {
+                        null_may_be_lag && result.get() == "null" && untried(true)
+                    }
+                    (None, None) => false,
+                };
+                if ask_another {
                     held = Some(Held {
                         body: resp,
                         upstream: up,

@@ -10,6 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
+use futures::{StreamExt, stream::FuturesUnordered};
 use http_body_util::{BodyExt, Limited};
 use keel_chain::Chain;
 use keel_config::VerifyMode;
@@ -23,7 +24,7 @@ use crate::{
     verify,
 };
 
-/// Batch entries served at once.
+/// Batch entries in flight at once (per batch).
 const BATCH_CONCURRENCY: usize = 16;
 
 /// The gateway's router.
@@ -228,13 +229,22 @@ impl Gateway {
                 ),
             );
         }
-        let mut results: Vec<(Vec<u8>, Served)> = Vec::with_capacity(entries.len());
-        for chunk in entries.chunks(BATCH_CONCURRENCY) {
-            let futs = chunk
-                .iter()
-                .map(|raw| self.entry_owned(chain, raw, deadline, verify_header));
-            results.extend(futures::future::join_all(futs).await);
+        // At most BATCH_CONCURRENCY at once, the next started as soon as any one is done: a slow
+        // entry holds one slot, not the entries behind it. Answers go back in request order.
+        let mut waiting = entries.iter().copied().enumerate();
+        let mut in_flight = FuturesUnordered::new();
+        for (i, raw) in waiting.by_ref().take(BATCH_CONCURRENCY) {
+            in_flight.push(self.entry_at(i, chain, raw, deadline, verify_header));
         }
+        let mut slots: Vec<Option<(Vec<u8>, Served)>> = Vec::new();
+        slots.resize_with(entries.len(), || None);
+        while let Some((i, done)) = in_flight.next().await {
+            slots[i] = Some(done);
+            if let Some((i, raw)) = waiting.next() {
+                in_flight.push(self.entry_at(i, chain, raw, deadline, verify_header));
+            }
+        }
+        let results: Vec<(Vec<u8>, Served)> = slots.into_iter().flatten().collect();
         let mut body =
             Vec::with_capacity(results.iter().map(|(o, _)| o.len() + 1).sum::<usize>() + 2);
         body.push(b'[');
@@ -257,18 +267,20 @@ impl Gateway {
         resp
     }
 
-    async fn entry_owned(
+    /// Serves entry `i` of a batch: its index, its answer (empty for a notification) and how.
+    async fn entry_at(
         &self,
+        i: usize,
         chain: &Arc<Chain>,
         raw: &RawValue,
         deadline: Instant,
         verify_header: Option<VerifyMode>,
-    ) -> (Vec<u8>, Served) {
+    ) -> (usize, (Vec<u8>, Served)) {
         let mut out = Vec::new();
         let served = self
             .entry(chain, raw, deadline, verify_header, &mut out)
             .await;
-        (out, served)
+        (i, (out, served))
     }
 
     /// Serves one entry (valid or not) and counts it.

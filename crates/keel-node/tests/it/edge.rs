@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use keel_testkit::{Anvil, config_for};
+use keel_testkit::{Anvil, Tamper, config_for, eventually, rpc};
 use serde_json::{Value, json};
 
 use crate::support::{Running, call, post};
@@ -216,4 +216,40 @@ fn futures_stream(body: String) -> reqwest::Body {
         .map(|c| Ok(c.to_vec()))
         .collect();
     reqwest::Body::wrap_stream(futures::stream::iter(chunks))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_batch_entry_holds_one_slot_not_the_entries_behind_it() {
+    let anvil = Anvil::start(&[]).await;
+    // Answers to eth_getCode are held for a minute; everything else passes at once.
+    let slow = Tamper::slow_for(&anvil.url(), "eth_getCode", Duration::from_secs(60)).await;
+    let mut c = config_for("dev", 31337, &[("a", &slow.url())]);
+    c.chains[0].allow_node_control = true;
+    c.gateway.request_timeout = Duration::from_secs(60);
+    c.chains[0].upstreams[0].request_timeout = Duration::from_secs(60);
+    let r = Running::start(c).await;
+    r.ready().await;
+    // One slow entry, fifteen fast ones, then one that changes state: a batch has 16 entries in
+    // flight at once, so the last starts as soon as a fast one is done, not after the slow one.
+    let addr = "0x000000000000000000000000000000000000ba7c";
+    let mut entries = vec![
+        json!({"jsonrpc": "2.0", "id": 0, "method": "eth_getCode", "params": [addr, "latest"]}),
+    ];
+    entries.extend(
+        (1..16).map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "eth_chainId", "params": []})),
+    );
+    entries.push(
+        json!({"jsonrpc": "2.0", "id": 16, "method": "anvil_setBalance", "params": [addr, "0x2a"]}),
+    );
+    let url = r.rpc_url("dev");
+    let batch = tokio::spawn(async move { post(&url, Value::Array(entries).to_string()).await });
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            rpc(&anvil.url(), "eth_getBalance", json!([addr, "latest"])).await["result"] == "0x2a"
+        })
+        .await,
+        "the entry behind a slow one waited for it"
+    );
+    assert!(!batch.is_finished(), "the slow entry was not slow");
+    batch.abort();
 }

@@ -292,3 +292,49 @@ async fn data_a_slightly_lagging_upstream_lacks_is_fetched_from_one_that_has_it(
         assert_eq!(v["result"]["number"], "0x1", "{v}");
     }
 }
+
+/// A node without a block's state (pruned, or restarted from a state dump) answers a read at
+/// that block with an error: another upstream that keeps the state answers instead, even at the
+/// same head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_a_node_no_longer_keeps_is_read_from_one_that_does() {
+    let archive = Anvil::start(GENESIS).await;
+    let pruned = Anvil::start(GENESIS).await;
+    let raw = crate::support::signed_transfer(&archive.url()).await;
+    let (_, _, v) = call(&archive.url(), "eth_sendRawTransaction", json!([raw])).await;
+    assert!(v["result"].is_string(), "{v}");
+    call(&archive.url(), "evm_mine", json!([])).await;
+    // The pruned node gets the archive's blocks and current state, but no past states.
+    let state = call(&archive.url(), "anvil_dumpState", json!([])).await.2["result"].clone();
+    let (_, _, v) = call(&pruned.url(), "anvil_loadState", json!([state])).await;
+    assert_eq!(v["result"], true, "{v}");
+    let past = json!([DEV_ADDR_0, "0x1"]);
+    let want = call(&archive.url(), "eth_getBalance", past.clone()).await.2;
+    assert!(want["result"].is_string(), "{want}");
+    let lacking = call(&pruned.url(), "eth_getBalance", past.clone()).await.2;
+    assert!(lacking["error"].is_object(), "{lacking}");
+
+    // The archive is a backup: the pruned node is always asked first.
+    let mut c = config_for(
+        "dev",
+        31337,
+        &[("pruned", &pruned.url()), ("archive", &archive.url())],
+    );
+    c.chains[0].upstreams[1].tier = keel_config::Tier::Backup;
+    let r = Running::start(c).await;
+    r.ready().await;
+    let url = r.rpc_url("dev");
+    for _ in 0..20 {
+        let (_, h, v) = call(&url, "eth_getBalance", past.clone()).await;
+        assert_eq!(v["result"], want["result"], "{v}");
+        assert_eq!(
+            (&h["x-keel-upstream"], &h["x-keel-retries"]),
+            (&"archive".parse().unwrap(), &"1".parse().unwrap())
+        );
+    }
+    // Reads at the head still go to the pruned node alone.
+    let (_, h, v) = call(&url, "eth_getBalance", json!([DEV_ADDR_0, "latest"])).await;
+    assert!(v["result"].is_string(), "{v}");
+    assert_eq!(h["x-keel-upstream"], "pruned");
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
