@@ -12,8 +12,8 @@
 //! receipts, accounts, including changes made by node-control calls such as `anvil_setBalance`)
 //! and rejoins mining once its head is identical. anvil's dump holds no past states, so the
 //! restarted node answers state reads at blocks before its restart with `BlockOutOfRangeError`,
-//! which the gateway takes for "behind" and retries on a sibling. Output of each node goes to
-//! `<data-dir>/devnet/node-N.log`.
+//! which the gateway takes for "this node lacks it" and retries on a sibling. Output of each
+//! node goes to `<data-dir>/devnet/node-N.log`.
 
 mod anvil;
 mod error;
