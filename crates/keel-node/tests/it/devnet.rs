@@ -43,19 +43,7 @@ async fn cast_works_against_the_devnet_and_nodes_stay_identical() {
     let balance = cast(&["balance", DEV_ADDR_1, "--rpc-url", &url]).await;
     assert_eq!(balance, "10000000000000000000000");
     // A transaction through the gateway: cast waits for the receipt.
-    let receipt = cast(&[
-        "send",
-        "--private-key",
-        DEV_KEY_0,
-        DEV_ADDR_1,
-        "--value",
-        "1",
-        "--rpc-url",
-        &url,
-        "--json",
-    ])
-    .await;
-    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
+    let receipt = cast_send(&url, "1").await;
     assert_eq!(receipt["status"], "0x1", "{receipt}");
     let block = receipt["blockNumber"].as_str().unwrap().to_owned();
     let balance = cast(&["balance", DEV_ADDR_1, "--rpc-url", &url]).await;
@@ -135,19 +123,7 @@ async fn a_killed_devnet_node_catches_up_after_node_control_state_changes() {
     let url = r.rpc_url("devnet");
     let nodes = r.node.devnet_urls();
     // A transaction first: its block and receipt must survive the restart.
-    let receipt = cast(&[
-        "send",
-        "--private-key",
-        DEV_KEY_0,
-        DEV_ADDR_1,
-        "--value",
-        "7",
-        "--rpc-url",
-        &url,
-        "--json",
-    ])
-    .await;
-    let receipt: serde_json::Value = serde_json::from_str(&receipt).unwrap();
+    let receipt = cast_send(&url, "7").await;
     let tx_block = receipt["blockNumber"].clone();
     // A state change without a transaction, broadcast to every node, then mined into a block.
     set_balance(&url, &nodes, FUNDED, "0x1234567890").await;
@@ -234,6 +210,23 @@ async fn set_balance(gateway: &str, nodes: &[String], addr: &str, wei: &str) {
         .await,
         "the balance change did not reach every node"
     );
+}
+
+/// `cast send` of `wei` from dev account 0 to dev account 1 through `url`: the receipt.
+async fn cast_send(url: &str, wei: &str) -> serde_json::Value {
+    let receipt = cast(&[
+        "send",
+        "--private-key",
+        DEV_KEY_0,
+        DEV_ADDR_1,
+        "--value",
+        wei,
+        "--rpc-url",
+        url,
+        "--json",
+    ])
+    .await;
+    serde_json::from_str(&receipt).unwrap()
 }
 
 async fn block_number(url: &str) -> u64 {
