@@ -6,14 +6,17 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use keel_config::{ChainConfig, Tier};
 use parking_lot::Mutex;
 use rand::Rng;
 
-use crate::{ChainError, Upstream, UpstreamStatus};
+use crate::{
+    ChainError, Upstream, UpstreamStatus,
+    observed::{ObservedHeaders, parse_word},
+};
 
 /// Block hashes remembered per chain, to route by-hash requests to upstreams that have the block.
 const RECENT_HASHES: usize = 1024;
@@ -50,6 +53,7 @@ pub struct Chain {
     upstreams: Vec<Arc<Upstream>>,
     head: AtomicU64,
     recent: Mutex<RecentHashes>,
+    observed: Mutex<ObservedHeaders>,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +76,7 @@ impl Chain {
             upstreams,
             head: AtomicU64::new(0),
             recent: Mutex::default(),
+            observed: Mutex::default(),
         })
     }
 
@@ -132,6 +137,51 @@ impl Chain {
                 r.by_hash.remove(&old);
             }
         }
+    }
+
+    /// Records that upstream `upstream` (its index) reported block `number` with `hash` and
+    /// `state_root` (`0x` hex words; anything else is ignored). See [`Self::observed_state_root`].
+    pub fn observe_header(&self, upstream: usize, number: u64, hash: &str, state_root: &str) {
+        if let (Some(hash), Some(root)) = (parse_word(hash), parse_word(state_root)) {
+            self.observed
+                .lock()
+                .record(upstream, number, hash, root, Instant::now());
+        }
+    }
+
+    /// The state root of block `number` that at least `quorum` distinct usable upstreams
+    /// (verified, not ejected) reported with the same block hash in a head poll within
+    /// `max_age`: the header a quorum fan-out of `eth_getBlockByNumber(number)` would fetch
+    /// from them, seen earlier. `None` when fewer agree, or the reports are split so that no
+    /// single header has the quorum.
+    pub fn observed_state_root(
+        &self,
+        number: u64,
+        quorum: usize,
+        max_age: Duration,
+    ) -> Option<[u8; 32]> {
+        let now = Instant::now();
+        let usable = |i: usize| {
+            self.upstreams
+                .get(i)
+                .is_some_and(|u| u.is_verified() && u.health().is_available(now))
+        };
+        self.observed
+            .lock()
+            .agreed_root(number, quorum, max_age, now, usable)
+    }
+
+    /// The state root of block `number` that upstream `upstream` (its index) reported in a head
+    /// poll within `max_age`, whatever the others said: for a trusted header source.
+    pub fn observed_state_root_from(
+        &self,
+        upstream: usize,
+        number: u64,
+        max_age: Duration,
+    ) -> Option<[u8; 32]> {
+        self.observed
+            .lock()
+            .agreed_root(number, 1, max_age, Instant::now(), |i| i == upstream)
     }
 
     /// The number of a recently seen block hash.
@@ -456,6 +506,32 @@ mod tests {
         two.upstreams()[1].set_head(50);
         two.refresh_head();
         assert_eq!(two.head(), 100);
+    }
+
+    #[test]
+    fn observed_state_roots_count_only_usable_upstreams() {
+        let c = chain(&[
+            ("a", 1, Tier::Primary),
+            ("b", 1, Tier::Primary),
+            ("c", 1, Tier::Primary),
+        ]);
+        let (hash, root) = (
+            format!("0x{}", "01".repeat(32)),
+            format!("0x{}", "02".repeat(32)),
+        );
+        let age = Duration::from_secs(5);
+        c.observe_header(0, 5, &hash, &root);
+        c.observe_header(1, 5, &hash, &root);
+        // Not a 32-byte word: ignored.
+        c.observe_header(2, 5, &hash, "0x02");
+        assert_eq!(c.observed_state_root(5, 2, age), Some([2; 32]));
+        assert_eq!(c.observed_state_root(5, 3, age), None);
+        // An ejected upstream's report no longer counts.
+        eject(&c.upstreams()[1]);
+        assert_eq!(c.observed_state_root(5, 2, age), None);
+        // A header source's report counts alone.
+        assert_eq!(c.observed_state_root_from(0, 5, age), Some([2; 32]));
+        assert_eq!(c.observed_state_root_from(2, 5, age), None);
     }
 
     #[test]

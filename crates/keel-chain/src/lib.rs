@@ -2,7 +2,8 @@
 //!
 //! - [`ChainRegistry`] holds every configured [`Chain`], found by name or chain id.
 //! - A [`Chain`] owns its [`Upstream`]s, the chain head (highest head seen from a usable
-//!   upstream) and a short memory of recent block hashes, and picks upstreams for requests
+//!   upstream), a short memory of recent block hashes and of the head headers each upstream
+//!   reported (their state roots, for verified reads), and picks upstreams for requests
 //!   ([`Chain::select`]) with power-of-two-choices on score and in-flight, honouring weights,
 //!   tiers, lag and the block a request needs.
 //! - An [`Upstream`] is one node: pooled HTTP clients (one per current-thread runtime, so a
@@ -18,6 +19,7 @@ mod clients;
 mod error;
 mod health;
 mod metrics;
+mod observed;
 mod tls;
 mod tracker;
 mod upstream;

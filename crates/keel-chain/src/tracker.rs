@@ -22,7 +22,8 @@ const FINALIZED_REQ: &[u8] =
 const FINALITY_EVERY: u32 = 4;
 
 /// Polls every upstream of every chain: its chain id until confirmed, then its latest block on
-/// the chain's `head_poll_interval`. Polls go through the upstream's circuit breaker, so they are
+/// the chain's `head_poll_interval`, recording its number, hash and state root with the chain
+/// (`Chain::observe_header`). Polls go through the upstream's circuit breaker, so they are
 /// also the probes that let an ejected upstream back in.
 #[derive(Debug)]
 pub struct HeadTracker {
@@ -139,9 +140,12 @@ struct Reply<T> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct BlockHead {
     number: String,
     hash: String,
+    /// Absent on chains whose headers carry none.
+    state_root: Option<String>,
 }
 
 async fn poll_once(chain: &Chain, up: &Upstream, timeout: Duration) -> Result<(), PollError> {
@@ -170,6 +174,10 @@ async fn poll_once(chain: &Chain, up: &Upstream, timeout: Duration) -> Result<()
         .ok_or_else(|| invalid(up, "eth_getBlockByNumber(latest) returned no block"))?;
     let number =
         parse_quantity(&head.number).ok_or_else(|| invalid(up, "block number is not hex"))?;
+    // Observed before the head moves: a read pinned to this block may find its root at once.
+    if let Some(root) = &head.state_root {
+        chain.observe_header(up.index(), number, &head.hash, root);
+    }
     up.set_head(number);
     chain.remember_block(&head.hash, number);
     chain.refresh_head();

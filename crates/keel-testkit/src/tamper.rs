@@ -24,6 +24,9 @@ pub enum Lie {
     /// Blocks from `eth_getBlockByNumber` claim this `number`, and `eth_blockNumber` answers it
     /// (a node claiming a far-future head).
     Head(String),
+    /// The block `eth_getBlockByNumber("latest")` returns claims this `stateRoot`: the head
+    /// tracker sees the lie, a request for the block by number does not.
+    HeadStateRoot(String),
 }
 
 /// A tampering proxy on a free loopback port; stops when dropped.
@@ -158,15 +161,14 @@ async fn forward(
     match (&request, &mut reply) {
         (Value::Array(reqs), Value::Array(replies)) => {
             for r in replies {
-                let method = reqs
+                let q = reqs
                     .iter()
                     .find(|q| q["id"] == r["id"])
-                    .and_then(|q| q["method"].as_str())
-                    .unwrap_or("");
-                tamper(method, r, &fake);
+                    .unwrap_or(&Value::Null);
+                tamper(q, r, &fake);
             }
         }
-        (q, r) => tamper(q["method"].as_str().unwrap_or(""), r, &fake),
+        (q, r) => tamper(q, r, &fake),
     }
     let mut resp = Response::new(Full::new(Bytes::from(reply.to_string())));
     resp.headers_mut().insert(
@@ -176,7 +178,8 @@ async fn forward(
     Ok(resp)
 }
 
-fn tamper(method: &str, reply: &mut Value, lie: &Lie) {
+fn tamper(request: &Value, reply: &mut Value, lie: &Lie) {
+    let method = request["method"].as_str().unwrap_or("");
     if reply.get("result").is_none_or(Value::is_null) {
         return;
     }
@@ -187,6 +190,9 @@ fn tamper(method: &str, reply: &mut Value, lie: &Lie) {
         }
         (Lie::Head(v), "eth_blockNumber") => *result = Value::String(v.clone()),
         (Lie::Head(v), "eth_getBlockByNumber") => result["number"] = Value::String(v.clone()),
+        (Lie::HeadStateRoot(v), "eth_getBlockByNumber") if request["params"][0] == "latest" => {
+            result["stateRoot"] = Value::String(v.clone());
+        }
         (Lie::Balance(v), "eth_getProof") => result["balance"] = Value::String(v.clone()),
         (Lie::Nonce(v), "eth_getProof") => result["nonce"] = Value::String(v.clone()),
         (Lie::Code, "eth_getCode") => {

@@ -136,9 +136,10 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
             .is_err_and(keel_verify::VerifyError::is_upstream_fault)
             && root.cached
         {
-            // A remembered root may predate a reorg: check against a fresh one before blaming.
+            // A remembered or observed root may predate a reorg: check against a freshly
+            // fetched one before blaming.
             ctx.verifier.forget_root(ctx.chain, block);
-            root = match trusted_root(ctx, block).await {
+            root = match fresh_root(ctx, block).await {
                 Ok(r) => r,
                 Err(e) => return (failed(req, e.code, &e.message, out), extra + e.calls),
             };
@@ -271,12 +272,15 @@ struct Root {
     root: [u8; 32],
     /// Upstream calls made to get it.
     calls: u64,
-    /// It was remembered from an earlier request.
+    /// It was had without asking for it now (remembered from an earlier request, or observed
+    /// by the head tracker): it may predate a reorg, so a proof failing it is re-checked
+    /// against a fresh one before anyone is blamed.
     cached: bool,
 }
 
 /// The trusted state root of `block`: a configured checkpoint, one agreed recently (see
-/// `Verifier::cached_root`), or a fresh one, which is then remembered.
+/// `Verifier::cached_root`), one the head tracker saw reported (see [`observed_root`]), or a
+/// fresh one; the last two are then remembered.
 async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
     let cfg = &ctx.chain.config().verify;
     // A root had without an upstream call.
@@ -297,6 +301,32 @@ async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
     if let Some(root) = ctx.verifier.cached_root(ctx.chain, block) {
         return Ok(known(root, true));
     }
+    if let Some(root) = observed_root(ctx, block) {
+        ctx.verifier.cache_root(ctx.chain, block, root);
+        return Ok(known(root, true));
+    }
+    fresh_root(ctx, block).await
+}
+
+/// The state root of `block` as the head tracker saw it, within one `head_poll_interval`:
+/// the same header [`fetch_root`] would ask the same upstreams for, only seen earlier. With a
+/// `header_source`, that upstream's report alone; else one a quorum of distinct usable
+/// upstreams reported with the same block hash.
+fn observed_root(ctx: &Ctx<'_>, block: u64) -> Option<[u8; 32]> {
+    let chain = ctx.chain;
+    let cfg = &chain.config().verify;
+    let max_age = chain.config().head_poll_interval;
+    match &cfg.header_source {
+        Some(name) => {
+            let source = chain.upstreams().iter().find(|u| u.name() == name)?;
+            chain.observed_state_root_from(source.index(), block, max_age)
+        }
+        None => chain.observed_state_root(block, cfg.quorum, max_age),
+    }
+}
+
+/// A state root fetched now ([`fetch_root`]), then remembered.
+async fn fresh_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
     let (root, calls) = fetch_root(ctx, block).await?;
     ctx.verifier.cache_root(ctx.chain, block, root);
     Ok(Root {

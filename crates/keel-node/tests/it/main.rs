@@ -14,3 +14,4 @@ mod support;
 mod upstreams;
 mod verify;
 mod verify_policy;
+mod verify_roots;

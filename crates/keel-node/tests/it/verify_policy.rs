@@ -11,10 +11,11 @@ use serde_json::{Value, json};
 use crate::{
     support::{Running, call, get_text},
     verify::{CONTRACT, anvils, evidence, start, vcall},
+    verify_roots::start_polled,
 };
 
 /// The value of the first `/metrics` sample whose line starts with `series` (0 when absent).
-async fn metric(r: &Running, series: &str) -> f64 {
+pub(crate) async fn metric(r: &Running, series: &str) -> f64 {
     get_text(&r.admin("/metrics"))
         .await
         .lines()
@@ -26,11 +27,11 @@ async fn metric(r: &Running, series: &str) -> f64 {
 
 const QUORUM_EXTRA: &str =
     "keel_rpc_verify_extra_calls_total{chain=\"dev\",mode=\"quorum\",outcome=\"verified\"}";
-const PROOF_EXTRA: &str =
+pub(crate) const PROOF_EXTRA: &str =
     "keel_rpc_verify_extra_calls_total{chain=\"dev\",mode=\"proof\",outcome=\"verified\"}";
 
 /// Asserts that `eth_getBalance(params)` in proof mode answers `want`, proven at block 1.
-async fn assert_proven(r: &Running, params: &Value, want: &Value) {
+pub(crate) async fn assert_proven(r: &Running, params: &Value, want: &Value) {
     let (s, v, p) = vcall(&r.rpc_url("dev"), "proof", "eth_getBalance", params.clone()).await;
     assert_eq!(
         (s, &p["result"], v.as_str()),
@@ -397,14 +398,30 @@ async fn header_sources_and_checkpoints_supply_state_roots() {
             .as_str()
             .unwrap()
             .to_owned();
-    // A header source: one chain upstream named as trusted for headers. One header call and one
-    // proof call: one extra call per request.
-    let r = start(&[("own", &urls[0]), ("b", &urls[1])], |c| {
+    // A header source: one chain upstream named as trusted for headers. Its head poll reported
+    // block 1's root: only the proof call.
+    let r = start_polled(&[("own", &urls[0]), ("b", &urls[1])], |c| {
+        c.chains[0].verify.header_source = Some("own".to_owned());
+    })
+    .await;
+    assert_proven(&r, &balance, &honest).await;
+    assert_eq!(metric(&r, PROOF_EXTRA).await, 0.0);
+    drop(r);
+    // Its head poll's report is wrong (a proxy lies about the head's stateRoot only): the proof
+    // fails that root, one header call fetches the real one and the same proof verifies: one
+    // extra call.
+    let own = Tamper::lying(
+        &urls[0],
+        Lie::HeadStateRoot(format!("0x{}", "11".repeat(32))),
+    )
+    .await;
+    let r = start_polled(&[("own", &own.url()), ("b", &urls[1])], |c| {
         c.chains[0].verify.header_source = Some("own".to_owned());
     })
     .await;
     assert_proven(&r, &balance, &honest).await;
     assert_eq!(metric(&r, PROOF_EXTRA).await, 1.0);
+    assert!(evidence(r._dir.path()).is_empty());
     drop(r);
 
     // A checkpoint for block 1: no header call at all.
@@ -436,20 +453,16 @@ async fn header_sources_and_checkpoints_supply_state_roots() {
 #[tokio::test(flavor = "multi_thread")]
 async fn agreed_state_roots_are_reused_and_refreshed_after_a_reorg() {
     let (_nodes, urls) = anvils().await;
-    let r = start(&[("a", &urls[0]), ("b", &urls[1]), ("c", &urls[2])], |c| {
-        // Block 1 is not final on anvil: its root is kept for one poll interval.
-        c.chains[0].head_poll_interval = Duration::from_secs(30);
-        c.chains[0].verify.evidence_threshold = 1000;
-    })
-    .await;
+    // Block 1 is not final on anvil: its root is kept for one poll interval (30 s here).
+    let r = start_polled(&[("a", &urls[0]), ("b", &urls[1]), ("c", &urls[2])], |_| {}).await;
     let balance = json!([DEV_ADDR_0, "0x1"]);
     let before = rpc(&urls[0], "eth_getBalance", balance.clone()).await["result"].clone();
     for _ in 0..5 {
         assert_proven(&r, &balance, &before).await;
     }
-    // Three header calls for the first request (two beyond its first call); the other four
-    // reuse its root: one call each.
-    assert_eq!(metric(&r, PROOF_EXTRA).await, 3.0);
+    // The head polls reported block 1's root to the first request; the other four reuse it:
+    // one call each, no header call.
+    assert_eq!(metric(&r, PROOF_EXTRA).await, 0.0);
 
     // Block 1 is replaced on every node by one where the balance differs.
     for u in &urls {
