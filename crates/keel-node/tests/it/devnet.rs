@@ -79,14 +79,9 @@ async fn a_killed_devnet_node_is_restarted_and_catches_up() {
         &url,
     ])
     .await;
-    let victim_node = r.node.devnet_nodes()[1].clone();
+    let victim_node = kill_node(&r, 1);
     let victim = victim_node.url.clone();
-    assert!(victim_node.pid > 0 && victim_node.ready);
-    std::process::Command::new("kill")
-        .args(["-9", &victim_node.pid.to_string()])
-        .status()
-        .unwrap();
-    // It comes back on the same port with the same chain (replayed from a sibling).
+    // It comes back on the same port with the same chain (loaded from a sibling).
     let healthy = keel_testkit::eventually(Duration::from_secs(30), async || {
         let a = keel_testkit::rpc(&r.node.devnet_urls()[0], "eth_getBlockByNumber", json!(["latest", false])).await;
         let b = reqwest::Client::new()
@@ -138,13 +133,8 @@ async fn a_killed_devnet_node_catches_up_after_node_control_state_changes() {
     // One more change and the kill right after it: no block may contain it yet (then it is only in
     // the sibling's latest state, which no header shows).
     set_balance(&url, &nodes, FUNDED_LATE, "0xabcdef").await;
-    let victim_node = r.node.devnet_nodes()[1].clone();
+    let victim_node = kill_node(&r, 1);
     let victim = victim_node.url.clone();
-    assert!(victim_node.pid > 0 && victim_node.ready);
-    std::process::Command::new("kill")
-        .args(["-9", &victim_node.pid.to_string()])
-        .status()
-        .unwrap();
     assert!(
         keel_testkit::eventually(Duration::from_secs(30), async || {
             let n = &r.node.devnet_nodes()[1];
@@ -210,6 +200,17 @@ async fn set_balance(gateway: &str, nodes: &[String], addr: &str, wei: &str) {
         .await,
         "the balance change did not reach every node"
     );
+}
+
+/// Kills devnet node `i` with SIGKILL; returns it as it was.
+fn kill_node(r: &Running, i: usize) -> keel_devnet::DevnetNode {
+    let node = r.node.devnet_nodes()[i].clone();
+    assert!(node.pid > 0 && node.ready, "{node:?}");
+    std::process::Command::new("kill")
+        .args(["-9", &node.pid.to_string()])
+        .status()
+        .unwrap();
+    node
 }
 
 /// `cast send` of `wei` from dev account 0 to dev account 1 through `url`: the receipt.
