@@ -465,16 +465,21 @@ async fn agreed_state_roots_are_reused_and_refreshed_after_a_reorg() {
     assert_eq!(metric(&r, PROOF_EXTRA).await, 0.0);
 
     // Block 1 is replaced on every node by one where the balance differs.
-    for u in &urls {
-        rpc(u, "anvil_rollback", json!([1])).await;
-        rpc(u, "anvil_setBalance", json!([DEV_ADDR_0, "0x1234"])).await;
-        rpc(u, "evm_setNextBlockTimestamp", json!([4_000_000_000u64])).await;
-        rpc(u, "evm_mine", json!([])).await;
-    }
+    reorg_block_one(&urls).await;
     assert_proven(&r, &balance, &json!("0x1234")).await;
     assert!(
         evidence(r._dir.path()).is_empty(),
         "honest upstreams were blamed for the reorg: {:?}",
         evidence(r._dir.path())
     );
+}
+
+/// Replaces block 1 on every node (a reorg) by one where dev account 0 holds 0x1234.
+pub(crate) async fn reorg_block_one(urls: &[String]) {
+    for u in urls {
+        rpc(u, "anvil_rollback", json!([1])).await;
+        rpc(u, "anvil_setBalance", json!([DEV_ADDR_0, "0x1234"])).await;
+        rpc(u, "evm_setNextBlockTimestamp", json!([4_000_000_000u64])).await;
+        rpc(u, "evm_mine", json!([])).await;
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::{
     support::Running,
     verify::{anvils, evidence, start},
-    verify_policy::{PROOF_EXTRA, assert_proven, metric},
+    verify_policy::{PROOF_EXTRA, assert_proven, metric, reorg_block_one},
 };
 
 /// Starts a gateway over `ups` polling heads every 30 s (so nothing is polled again during the
@@ -107,12 +107,7 @@ async fn a_root_observed_before_a_reorg_blames_nobody() {
     // Block 1 is replaced on every node after the head polls saw it (the next poll is 30 s
     // away): the observed root is stale.
     let balance = json!([DEV_ADDR_0, "0x1"]);
-    for u in &urls {
-        rpc(u, "anvil_rollback", json!([1])).await;
-        rpc(u, "anvil_setBalance", json!([DEV_ADDR_0, "0x1234"])).await;
-        rpc(u, "evm_setNextBlockTimestamp", json!([4_000_000_000u64])).await;
-        rpc(u, "evm_mine", json!([])).await;
-    }
+    reorg_block_one(&urls).await;
     assert_proven(&r, &balance, &json!("0x1234")).await;
     assert!(
         evidence(r._dir.path()).is_empty(),
