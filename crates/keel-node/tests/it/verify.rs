@@ -47,6 +47,12 @@ pub(crate) fn evidence(data_dir: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Asserts that `r` recorded no evidence: `why` says whom it would wrongly blame.
+pub(crate) fn assert_no_evidence(r: &Running, why: &str) {
+    let records = evidence(r._dir.path());
+    assert!(records.is_empty(), "{why}: {records:?}");
+}
+
 pub(crate) async fn ejections(r: &Running, name: &str) -> u64 {
     let s = r.status().await;
     s.chains

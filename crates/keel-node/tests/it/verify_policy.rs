@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     support::{Running, call, get_text},
-    verify::{CONTRACT, anvils, evidence, start, vcall},
+    verify::{CONTRACT, anvils, assert_no_evidence, evidence, start, vcall},
     verify_roots::start_polled,
 };
 
@@ -421,7 +421,7 @@ async fn header_sources_and_checkpoints_supply_state_roots() {
     .await;
     assert_proven(&r, &balance, &honest).await;
     assert_eq!(metric(&r, PROOF_EXTRA).await, 1.0);
-    assert!(evidence(r._dir.path()).is_empty());
+    assert_no_evidence(&r, "the header source's lie to the tracker was blamed");
     drop(r);
 
     // A checkpoint for block 1: no header call at all.
@@ -467,11 +467,7 @@ async fn agreed_state_roots_are_reused_and_refreshed_after_a_reorg() {
     // Block 1 is replaced on every node by one where the balance differs.
     reorg_block_one(&urls).await;
     assert_proven(&r, &balance, &json!("0x1234")).await;
-    assert!(
-        evidence(r._dir.path()).is_empty(),
-        "honest upstreams were blamed for the reorg: {:?}",
-        evidence(r._dir.path())
-    );
+    assert_no_evidence(&r, "honest upstreams were blamed for the reorg");
 }
 
 /// Replaces block 1 on every node (a reorg) by one where dev account 0 holds 0x1234.

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::{
     support::Running,
-    verify::{anvils, evidence, start},
+    verify::{anvils, assert_no_evidence, start},
     verify_policy::{PROOF_EXTRA, assert_proven, metric, reorg_block_one},
 };
 
@@ -68,7 +68,7 @@ async fn lies_about_the_head_state_root_are_outvoted_or_left_to_the_fan_out() {
     .await;
     assert_proven(&r, &balance, &honest).await;
     assert_eq!(metric(&r, PROOF_EXTRA).await, 0.0);
-    assert!(evidence(r._dir.path()).is_empty());
+    assert_no_evidence(&r, "an outvoted report was blamed");
     drop(r);
 
     // Two lie, differently: no two reports agree, so the header fan-out decides (by number,
@@ -93,11 +93,7 @@ async fn lies_about_the_head_state_root_are_outvoted_or_left_to_the_fan_out() {
     )
     .await;
     assert_proven(&r, &balance, &honest).await;
-    assert!(
-        evidence(r._dir.path()).is_empty(),
-        "an honest proof was blamed: {:?}",
-        evidence(r._dir.path())
-    );
+    assert_no_evidence(&r, "an honest proof was blamed");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -109,9 +105,5 @@ async fn a_root_observed_before_a_reorg_blames_nobody() {
     let balance = json!([DEV_ADDR_0, "0x1"]);
     reorg_block_one(&urls).await;
     assert_proven(&r, &balance, &json!("0x1234")).await;
-    assert!(
-        evidence(r._dir.path()).is_empty(),
-        "honest upstreams were blamed for the reorg: {:?}",
-        evidence(r._dir.path())
-    );
+    assert_no_evidence(&r, "honest upstreams were blamed for the reorg");
 }
