@@ -31,8 +31,19 @@ pub struct VerifyLabels {
     pub chain: String,
     /// `quorum` or `proof` (the mode actually used).
     pub mode: &'static str,
-    /// `verified` (answered with a checked value) or `failed`.
+    /// `verified` (answered with a checked value), `fallback` (answered unverified, as the
+    /// chain's `verify.fallback` setting allows) or `failed`.
     pub outcome: &'static str,
+}
+
+/// Labels of the state-root series of proof-mode reads.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RootLabels {
+    /// Chain name.
+    pub chain: String,
+    /// Where the root came from: `checkpoint` (configured), `remembered` (agreed by an earlier
+    /// read), `observed` (the head tracker's polls) or `fetched` (asked for now).
+    pub source: &'static str,
 }
 
 /// Labels of per-upstream series.
@@ -72,6 +83,8 @@ pub struct GatewayMetrics {
     pub verify_extra_calls: Family<VerifyLabels, Counter>,
     /// Disagreements with a quorum and failed proofs, by upstream.
     pub disagreements: Family<UpstreamLabels, Counter>,
+    /// State roots proof-mode reads checked against, by where each came from.
+    pub verify_roots: Family<RootLabels, Counter>,
 }
 
 impl Default for GatewayMetrics {
@@ -86,6 +99,7 @@ impl Default for GatewayMetrics {
             verified_requests: Family::default(),
             verify_extra_calls: Family::default(),
             disagreements: Family::default(),
+            verify_roots: Family::default(),
         }
     }
 }
@@ -137,6 +151,11 @@ impl GatewayMetrics {
             "rpc_verify_disagreements",
             "Disagreements with a quorum and failed proofs, by upstream",
             self.disagreements.clone(),
+        );
+        r.register(
+            "rpc_verify_roots",
+            "State roots of proof-mode reads by where they came from",
+            self.verify_roots.clone(),
         );
     }
 }

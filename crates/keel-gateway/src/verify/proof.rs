@@ -15,6 +15,7 @@ use crate::{
     Ctx,
     forward::{Outcome, Served},
     jsonrpc::{self, Reply, Request, code},
+    metrics::RootLabels,
 };
 
 /// What a provable request asks for.
@@ -284,14 +285,17 @@ struct Root {
 async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
     let cfg = &ctx.chain.config().verify;
     // A root had without an upstream call.
-    let known = |root, cached| Root {
-        root,
-        calls: 0,
-        cached,
+    let known = |root, cached, source| {
+        count_root(ctx, source);
+        Root {
+            root,
+            calls: 0,
+            cached,
+        }
     };
     if let Some(cp) = cfg.checkpoints.iter().find(|c| c.block == block) {
         return keel_verify::proof::parse_hash(&cp.state_root)
-            .map(|r| known(r, false))
+            .map(|r| known(r, false, "checkpoint"))
             .map_err(|e| RootError {
                 code: code::INTERNAL,
                 message: format!("checkpoint {block}: {e}"),
@@ -299,13 +303,24 @@ async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
             });
     }
     if let Some(root) = ctx.verifier.cached_root(ctx.chain, block) {
-        return Ok(known(root, true));
+        return Ok(known(root, true, "remembered"));
     }
     if let Some(root) = observed_root(ctx, block) {
         ctx.verifier.cache_root(ctx.chain, block, root);
-        return Ok(known(root, true));
+        return Ok(known(root, true, "observed"));
     }
     fresh_root(ctx, block).await
+}
+
+/// Counts a root taken from `source` (see [`RootLabels`]).
+fn count_root(ctx: &Ctx<'_>, source: &'static str) {
+    ctx.metrics
+        .verify_roots
+        .get_or_create(&RootLabels {
+            chain: ctx.chain.name().to_owned(),
+            source,
+        })
+        .inc();
 }
 
 /// The state root of `block` as the head tracker saw it, within one `head_poll_interval`:
@@ -329,6 +344,7 @@ fn observed_root(ctx: &Ctx<'_>, block: u64) -> Option<[u8; 32]> {
 async fn fresh_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
     let (root, calls) = fetch_root(ctx, block).await?;
     ctx.verifier.cache_root(ctx.chain, block, root);
+    count_root(ctx, "fetched");
     Ok(Root {
         root,
         calls,

@@ -30,6 +30,15 @@ const QUORUM_EXTRA: &str =
 pub(crate) const PROOF_EXTRA: &str =
     "keel_rpc_verify_extra_calls_total{chain=\"dev\",mode=\"proof\",outcome=\"verified\"}";
 
+/// Proof-mode roots taken from `source` so far (`keel_rpc_verify_roots_total`).
+pub(crate) async fn roots(r: &Running, source: &str) -> f64 {
+    metric(
+        r,
+        &format!("keel_rpc_verify_roots_total{{chain=\"dev\",source=\"{source}\"}}"),
+    )
+    .await
+}
+
 /// Asserts that `eth_getBalance(params)` in proof mode answers `want`, proven at block 1.
 pub(crate) async fn assert_proven(r: &Running, params: &Value, want: &Value) {
     let (s, v, p) = vcall(&r.rpc_url("dev"), "proof", "eth_getBalance", params.clone()).await;
@@ -434,6 +443,7 @@ async fn header_sources_and_checkpoints_supply_state_roots() {
     .await;
     assert_proven(&r, &balance, &honest).await;
     assert_eq!(metric(&r, PROOF_EXTRA).await, 0.0);
+    assert_eq!(roots(&r, "checkpoint").await, 1.0);
     drop(r);
 
     // A wrong checkpoint wins over every upstream: nothing verifies against it.

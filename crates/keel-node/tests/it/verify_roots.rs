@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::{
     support::Running,
     verify::{anvils, assert_no_evidence, start},
-    verify_policy::{PROOF_EXTRA, assert_proven, metric, reorg_block_one},
+    verify_policy::{PROOF_EXTRA, assert_proven, metric, reorg_block_one, roots},
 };
 
 /// Starts a gateway over `ups` polling heads every 30 s (so nothing is polled again during the
@@ -47,9 +47,15 @@ async fn the_first_proof_read_of_the_head_takes_its_root_from_the_head_polls() {
     // `latest`, pinned to block 1: only the eth_getProof call, no header fan-out.
     assert_proven(&r, &json!([DEV_ADDR_0, "latest"]), &honest).await;
     assert_eq!(metric(&r, PROOF_EXTRA).await, 0.0);
+    assert_eq!(
+        (roots(&r, "observed").await, roots(&r, "fetched").await),
+        (1.0, 0.0)
+    );
     // Again: the root is remembered as a fetched one would be.
     assert_proven(&r, &json!([DEV_ADDR_0, "0x1"]), &honest).await;
     assert_eq!(metric(&r, PROOF_EXTRA).await, 0.0);
+    assert_eq!(roots(&r, "remembered").await, 1.0);
+    assert_eq!(roots(&r, "fetched").await, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,6 +88,10 @@ async fn lies_about_the_head_state_root_are_outvoted_or_left_to_the_fan_out() {
     .await;
     assert_proven(&r, &balance, &honest).await;
     assert_eq!(metric(&r, PROOF_EXTRA).await, 3.0);
+    assert_eq!(
+        (roots(&r, "observed").await, roots(&r, "fetched").await),
+        (0.0, 1.0)
+    );
     drop(r);
 
     // Two tell the same lie: their reports are a quorum and the forged root is tried, but the
@@ -94,6 +104,10 @@ async fn lies_about_the_head_state_root_are_outvoted_or_left_to_the_fan_out() {
     .await;
     assert_proven(&r, &balance, &honest).await;
     assert_no_evidence(&r, "an honest proof was blamed");
+    assert_eq!(
+        (roots(&r, "observed").await, roots(&r, "fetched").await),
+        (1.0, 1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
