@@ -207,14 +207,27 @@ impl Chain {
 
     /// Picks an upstream for a request needing `need`, skipping those in `exclude` (indexes of
     /// upstreams already tried). Primaries are preferred; backups serve only when no primary
-    /// can. Among candidates, two are drawn by weight; the second replaces the first only when
-    /// its score is clearly better (below 80 % of the first's).
+    /// can. For a specific block, upstreams known to lack it (pruned; see
+    /// [`Upstream::lacks_history`]) come after all others, backups included. Among candidates,
+    /// two are drawn by weight; the second replaces the first only when its score is clearly
+    /// better (below 80 % of the first's).
     pub fn select(&self, need: Need, exclude: &[usize]) -> Option<Arc<Upstream>> {
         let now = Instant::now();
         let mut rng = rand::rng();
-        for tier in [Tier::Primary, Tier::Backup] {
+        let block = if let Need::Block(n) = need {
+            Some(n)
+        } else {
+            None
+        };
+        // A first round leaves out upstreams known to lack the block; a second takes them too.
+        let rounds = if block.is_some() { 2 } else { 1 };
+        for (round, tier) in (0..rounds).flat_map(|r| [(r, Tier::Primary), (r, Tier::Backup)]) {
+            let skip = block.filter(|_| round == 0);
             let eligible = |u: &Upstream| {
-                u.tier() == tier && !exclude.contains(&u.index()) && self.serves(u, need, now)
+                u.tier() == tier
+                    && !exclude.contains(&u.index())
+                    && self.serves(u, need, now)
+                    && !skip.is_some_and(|n| u.lacks_history(n, now))
             };
             let Some(a) = self.draw(&mut rng, |u| eligible(u)) else {
                 continue;

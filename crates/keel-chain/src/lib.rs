@@ -8,7 +8,8 @@
 //!   tiers, lag and the block a request needs.
 //! - An [`Upstream`] is one node: pooled HTTP clients (one per current-thread runtime, so a
 //!   gateway worker's calls never leave its thread) with a bounded number of calls in flight,
-//!   its head, and its [`Health`] (latency EWMA and percentiles, error rate, circuit breaker).
+//!   its head, its [`Health`] (latency EWMA and percentiles, error rate, circuit breaker) and
+//!   the old blocks it is known to lack (a pruned node; see [`HISTORY_MARK_TTL`]).
 //! - [`HeadTracker`] polls every upstream's chain id once and its head on an interval, which also
 //!   serves as the circuit breaker's half-open probe, so an ejected upstream re-enters by itself.
 //!
@@ -18,6 +19,7 @@ mod chain;
 mod clients;
 mod error;
 mod health;
+mod history;
 mod metrics;
 mod observed;
 mod tls;
@@ -28,6 +30,7 @@ pub use crate::{
     chain::{BlockTag, Chain, ChainRegistry, Need},
     error::{CallError, ChainError},
     health::{Admission, Health, HealthSnapshot, UpstreamState},
+    history::HISTORY_MARK_TTL,
     metrics::ChainMetrics,
     tracker::{HeadTracker, parse_quantity},
     upstream::{Upstream, UpstreamStatus},

@@ -20,6 +20,7 @@ use crate::{
     BlockTag, CallError, ChainError,
     clients::Clients,
     health::{Admission, Health, HealthSnapshot, UpstreamState},
+    history::History,
 };
 
 const CHAIN_UNKNOWN: u8 = 0;
@@ -51,6 +52,7 @@ pub struct Upstream {
     chain_check: AtomicU8,
     reported_chain_id: AtomicU64,
     health: Health,
+    history: History,
 }
 
 /// Status of one upstream, as `/status` and `keel status` show it. Never holds the URL's secret.
@@ -80,6 +82,10 @@ pub struct UpstreamStatus {
     pub score: f64,
     /// Latency, errors and breaker.
     pub health: HealthSnapshot,
+    /// The oldest block it is known to keep, when it has said it lacks older ones (a pruned
+    /// node); requests pinned to older blocks go to other upstreams first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_from: Option<u64>,
 }
 
 /// Releases an unfinished probe when dropped.
@@ -164,6 +170,7 @@ impl Upstream {
             chain_check: AtomicU8::new(CHAIN_UNKNOWN),
             reported_chain_id: AtomicU64::new(0),
             health: Health::new(health),
+            history: History::default(),
         })
     }
 
@@ -200,6 +207,23 @@ impl Upstream {
     /// Last head seen.
     pub fn head(&self) -> u64 {
         self.head.load(Ordering::Relaxed)
+    }
+
+    /// Records that it answered a request pinned to `block` with "I lack it" although its head
+    /// is past `block`: it has pruned `block` and everything before. Returns whether that is
+    /// news (see the `history` module).
+    pub fn note_missing_history(&self, block: u64) -> bool {
+        self.history.lacks(block, Instant::now())
+    }
+
+    /// Records that it answered a request pinned to `block`: it keeps `block` and after.
+    pub fn note_kept_history(&self, block: u64) {
+        self.history.has(block);
+    }
+
+    /// Whether it is known to lack `block` (pruned), as of `now`.
+    pub fn lacks_history(&self, block: u64, now: Instant) -> bool {
+        self.history.is_missing(block, now)
     }
 
     pub(crate) fn set_head(&self, head: u64) {
@@ -398,6 +422,7 @@ impl Upstream {
             in_flight: self.in_flight(),
             score: self.score(),
             health: self.health.snapshot(),
+            history_from: self.history.known_below(Instant::now()),
         }
     }
 

@@ -141,6 +141,23 @@ pub(crate) async fn serve(
     served
 }
 
+/// After `up` answered a request needing `need` with "I lack it": when that was a block it is
+/// past, it has pruned that block and the ones before, and is asked for them last from now on
+/// (see [`Chain::select`]).
+fn note_missing_history(chain: &Chain, up: &Upstream, need: Need) {
+    if let Need::Block(n) = need
+        && up.head() >= n
+        && up.note_missing_history(n)
+    {
+        tracing::info!(
+            chain = chain.name(),
+            upstream = up.name(),
+            block = n,
+            "upstream lacks this block's state and older ones (pruned); other upstreams are asked for them first"
+        );
+    }
+}
+
 /// An answer held back while a better one may come from another upstream.
 struct Held {
     body: Bytes,
@@ -190,12 +207,19 @@ pub(crate) async fn read(
                 };
                 let ask_another = match (reply.error, reply.result) {
                     (Some(err), _) => {
-                        serde_json::from_str::<ErrorObject>(err.get())
-                            .is_ok_and(|e| policy::error_means_behind(&e.message))
-                            && untried(false)
+                        let lacks = serde_json::from_str::<ErrorObject>(err.get())
+                            .is_ok_and(|e| policy::error_means_behind(&e.message));
+                        if lacks {
+                            note_missing_history(chain, &up, need);
+                        }
+                        lacks && untried(false)
                     }
                     (None, Some(result)) => {
-                        null_may_be_lag && result.get() == "null" && untried(true)
+                        let null = result.get() == "null";
+                        if let (Need::Block(n), false) = (need, null) {
+                            up.note_kept_history(n);
+                        }
+                        null_may_be_lag && null && untried(true)
                     }
                     (None, None) => false,
                 };

@@ -70,6 +70,7 @@ fn render(r: &StatusReport) -> String {
             "TIMEOUT %",
             "IN-FLIGHT",
             "SCORE",
+            "HISTORY",
         ]
         .map(String::from)
         .to_vec(),
@@ -99,6 +100,10 @@ fn render(r: &StatusReport) -> String {
                 format!("{:.1}", h("timeout_rate") * 100.0),
                 f("in_flight").to_string(),
                 format!("{:.2}", f("score").as_f64().unwrap_or(0.0)),
+                // Known only when it said it lacks older blocks (a pruned node).
+                f("history_from")
+                    .as_u64()
+                    .map_or_else(|| "-".to_owned(), |b| format!("from {b}")),
             ]);
         }
     }
@@ -108,4 +113,51 @@ fn render(r: &StatusReport) -> String {
         if r.ready { "ready" } else { "NOT READY" },
         super::table(rows)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_names_each_upstream_with_its_state_and_known_history() {
+        let report: StatusReport = serde_json::from_value(serde_json::json!({
+            "version": "0.1.0",
+            "ready": true,
+            "chains": [{
+                "name": "dev", "chain_id": 31337, "head": 9, "ready": true,
+                "upstreams": [
+                    {"name": "archive", "url": "http://127.0.0.1:1", "state": "healthy",
+                     "head": 9, "lag": 0, "in_flight": 0, "score": 1.5,
+                     "health": {"latency_p50_ms": 0.4, "error_rate": 0.0}},
+                    {"name": "pruned", "url": "http://127.0.0.1:2", "state": "degraded",
+                     "head": 7, "lag": 2, "in_flight": 3, "score": 2.0, "history_from": 5,
+                     "health": {"error_rate": 0.25}},
+                ],
+            }],
+        }))
+        .expect("report");
+        let table = render(&report);
+        let row = |name: &str| {
+            let line = table.lines().find(|l| l.contains(name)).expect(name);
+            line.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert!(table.starts_with("keel 0.1.0 — ready\n"), "{table}");
+        assert_eq!(
+            row("archive")[4..],
+            [
+                "healthy", "9", "0", "0.4", "0.0", "0.0", "0.0", "0", "1.50", "-"
+            ],
+            "{table}"
+        );
+        assert_eq!(
+            row("pruned")[4..],
+            [
+                "degraded", "7", "2", "0.0", "0.0", "25.0", "0.0", "3", "2.00", "from", "5"
+            ],
+            "{table}"
+        );
+    }
 }
