@@ -90,6 +90,34 @@ impl State {
         fsutil::write_atomic(path, &json, false, true)
     }
 
+    /// Loads the state file, applies `change` and saves the result, all under an exclusive
+    /// lock on `<path>.lock`: keel processes verifying at the same time (a deploy script run
+    /// twice, one verify per manifest in parallel) then never lose each other's updates, and a
+    /// check done inside `change` sees every update made before it. Waits for the lock.
+    ///
+    /// # Errors
+    /// [`Error::State`] as [`State::load`], I/O errors on the lock or the write, or what
+    /// `change` returns (then nothing is written).
+    pub fn update<T>(path: &Path, change: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io("cannot open the lock file", &lock_path, e))?;
+        lock.lock()
+            .map_err(|e| Error::io("cannot lock", &lock_path, e))?;
+        let mut state = Self::load(path)?;
+        let before = state.clone();
+        let out = change(&mut state)?;
+        if state != before {
+            state.save(path)?;
+        }
+        Ok(out)
+    }
+
     /// Problems of a verified manifest against what was accepted before: a lower version
     /// (rollback), or the same version with other content (mix-and-match).
     pub fn check(&self, name: &str, version: u64, digest: &str) -> Vec<Problem> {

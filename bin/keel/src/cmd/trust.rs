@@ -511,10 +511,11 @@ pub(crate) fn run_trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
         TrustCommand::Verify { root, chain, state } => {
             let ring = load_chain(&root, &chain)?;
             if let Some(path) = &state {
-                let mut s = State::load(path)?;
-                s.check_policy(ring.policy.serial)?;
-                s.policy_serial = s.policy_serial.max(ring.policy.serial);
-                s.save(path)?;
+                State::update(path, |s| {
+                    s.check_policy(ring.policy.serial)?;
+                    s.policy_serial = s.policy_serial.max(ring.policy.serial);
+                    Ok(())
+                })?;
             }
             let p = &ring.policy;
             writeln!(
@@ -561,12 +562,10 @@ fn verify_cmd(args: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<ExitCod
     } = args;
     let (gateway_timeout, clock_skew, json) = (*gateway_timeout, *clock_skew, *json);
     let ring = load_chain(trust, rotations)?;
-    let mut st = match state {
-        Some(p) => Some(State::load(p)?),
-        None => None,
-    };
-    if let Some(s) = &st {
-        s.check_policy(ring.policy.serial)?;
+    // A rolled-back policy fails before any content is read; the state is read again under
+    // its lock when the result is recorded.
+    if let Some(p) = state {
+        State::load(p)?.check_policy(ring.policy.serial)?;
     }
     let opts = VerifyOptions {
         now: SystemTime::now(),
@@ -610,12 +609,14 @@ fn verify_cmd(args: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<ExitCod
             report.extend(problems);
         }
     }
-    if let (Some(s), Some(path)) = (&mut st, state) {
-        s.check_report(&mut report);
-        if report.valid {
-            s.record(&report);
-            s.save(path)?;
-        }
+    if let Some(path) = state {
+        State::update(path, |s| {
+            s.check_report(&mut report);
+            if report.valid {
+                s.record(&report);
+            }
+            Ok(())
+        })?;
     }
     if json {
         serde_json::to_writer_pretty(&mut *out, &report)?;

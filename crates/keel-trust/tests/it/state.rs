@@ -43,3 +43,49 @@ fn corrupt_state_file_is_an_error_not_a_reset() {
     std::fs::write(&path, b"{\"schema_version\":1,").unwrap();
     assert!(State::load(&path).is_err());
 }
+
+#[test]
+fn concurrent_updates_are_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    // Eight writers (as eight keel processes would: each update opens the lock file anew),
+    // each accepting 25 manifests of its own.
+    std::thread::scope(|s| {
+        for w in 0..8 {
+            let path = &path;
+            s.spawn(move || {
+                for v in 0..25 {
+                    State::update(path, |st| {
+                        st.manifests.insert(
+                            format!("w{w}-m{v}"),
+                            keel_trust::Accepted {
+                                version: v,
+                                digest: format!("d{v}"),
+                            },
+                        );
+                        Ok(())
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(State::load(&path).unwrap().manifests.len(), 8 * 25);
+}
+
+#[test]
+fn a_failed_update_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    State::update(&path, |st| {
+        st.policy_serial = 3;
+        Ok(())
+    })
+    .unwrap();
+    let err = State::update(&path, |st| {
+        st.policy_serial = 9;
+        st.check_policy(1)
+    });
+    assert!(err.is_err());
+    assert_eq!(State::load(&path).unwrap().policy_serial, 3);
+}
