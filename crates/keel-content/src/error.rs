@@ -95,6 +95,16 @@ pub enum Error {
     /// The configuration cannot be used.
     #[error("content config: {0}")]
     Config(String),
+    /// Garbage collection found a pin whose blocks cannot all be read; it removed nothing.
+    #[error(
+        "garbage collection removed nothing: pinned {pin} cannot be walked ({reason}); run `keel content verify`, then re-add or re-import it, or unpin it"
+    )]
+    BrokenPin {
+        /// The pinned root.
+        pin: Box<Cid>,
+        /// What failed (a missing or corrupt block, a malformed node).
+        reason: String,
+    },
     /// A background task failed.
     #[error("content task failed: {0}")]
     Task(String),

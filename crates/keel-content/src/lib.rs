@@ -11,6 +11,7 @@
 //!   (temp, fsync, rename) and verified on every read; it also keeps local pins.
 //! - [`unixfs`] reads DAGs back: path resolution, `cat` with ranges, `ls`, `get` to disk.
 //! - [`car`] streams CAR v1 archives in and out, verifying every imported block.
+//! - [`gc`] removes the blocks no pin keeps, never while a write is unfinished.
 //! - [`gateway`] is the trustless HTTP gateway (`/ipfs/{cid}`), [`rpc`] the Kubo RPC subset,
 //!   and [`ContentService`] binds both listeners for `keel up`.
 //! - [`metrics::Metrics`] holds the Prometheus metrics of all of the above.
@@ -22,6 +23,7 @@ pub mod block;
 pub mod car;
 mod error;
 pub mod gateway;
+pub mod gc;
 pub mod hamt;
 mod http;
 pub mod importer;
@@ -38,4 +40,4 @@ pub use cid;
 pub use error::Error;
 pub use importer::{ImportOptions, cid_of_file};
 pub use service::{ContentService, LocalAddrs, gateway_router, rpc_router};
-pub use store::Blockstore;
+pub use store::{Blockstore, WriteSession};

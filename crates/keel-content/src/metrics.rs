@@ -33,6 +33,8 @@ pub struct Metrics {
     pub bytes_stored: Gauge,
     /// Blocks whose bytes did not match their CID when read or verified.
     pub verification_failures: Counter,
+    /// Blocks removed by garbage collection.
+    pub gc_removed_blocks: Counter,
     /// File bytes imported by add (CLI and RPC).
     pub add_bytes: Counter,
     /// Seconds spent importing; add_bytes / add_seconds is the add throughput.
@@ -55,6 +57,7 @@ impl Default for Metrics {
             blocks_stored: Gauge::default(),
             bytes_stored: Gauge::default(),
             verification_failures: Counter::default(),
+            gc_removed_blocks: Counter::default(),
             add_bytes: Counter::default(),
             add_seconds: Counter::default(),
             http_requests: Family::default(),
@@ -85,6 +88,11 @@ impl Metrics {
             "verification_failures",
             "Blocks whose bytes did not match their CID when read or verified",
             self.verification_failures.clone(),
+        );
+        r.register(
+            "gc_removed_blocks",
+            "Blocks removed by garbage collection",
+            self.gc_removed_blocks.clone(),
         );
         r.register(
             "add_bytes",

@@ -27,6 +27,7 @@ pub fn add_path(
     on_entry: &mut dyn FnMut(&AddedEntry),
 ) -> Result<Imported, Error> {
     let start = Instant::now();
+    let _session = store.map(Blockstore::write_session).transpose()?;
     let sink: &dyn BlockSink = match store {
         Some(bs) => bs,
         None => &NullSink,
@@ -118,6 +119,7 @@ fn tempfile_in(dir: &Path) -> Result<std::path::PathBuf, Error> {
 /// Imports a CAR file and pins its roots recursively (`ipfs dag import`).
 pub fn import_car(bs: &Blockstore, path: &Path) -> Result<CarImport, Error> {
     let f = fs::File::open(path).map_err(Error::io(path))?;
+    let _session = bs.write_session()?;
     let res = car::import(bs, BufReader::with_capacity(1 << 20, f))?;
     for r in &res.roots {
         pin_add(bs, r, true).map_err(|e| match e {
@@ -133,6 +135,7 @@ pub fn import_car(bs: &Blockstore, path: &Path) -> Result<CarImport, Error> {
 
 /// Pins `cid`. A recursive pin first checks that every block of the DAG is present and valid.
 pub fn pin_add(bs: &Blockstore, cid: &Cid, recursive: bool) -> Result<(), Error> {
+    let _session = bs.write_session()?;
     if recursive {
         unixfs::walk_blocks(bs, cid, &mut |_, _| Ok(()))?;
         bs.pin(cid, PinKind::Recursive)

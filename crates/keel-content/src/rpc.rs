@@ -1,7 +1,7 @@
 //! The Kubo RPC API subset (`POST /api/v0/…`) that existing IPFS tools call.
 //!
 //! Commands: `add`, `cat`, `get` (tar), `ls`, `block/get|put|stat`, `dag/export|import`,
-//! `pin/add|rm|ls` (local pins), `repo/stat`, `id`, `version`. Errors use Kubo's JSON shape
+//! `pin/add|rm|ls` (local pins), `repo/stat|gc`, `id`, `version`. Errors use Kubo's JSON shape
 //! `{"Message": …, "Code": 0, "Type": "error"}` (400 for bad arguments, 500 otherwise).
 //! Uploads are streamed: each multipart file goes through a bounded channel into the importer
 //! on the blocking pool, so memory stays bounded whatever the upload size.
@@ -53,6 +53,7 @@ pub(crate) fn router(state: AppState, token: Option<Secret>) -> Router {
         .route("/api/v0/pin/rm", post(pin_rm))
         .route("/api/v0/pin/ls", post(pin_ls))
         .route("/api/v0/repo/stat", post(repo_stat))
+        .route("/api/v0/repo/gc", post(repo_gc))
         .route("/api/v0/id", post(id))
         .route("/api/v0/version", post(version))
         .layer(DefaultBodyLimit::max(limit))
@@ -284,6 +285,12 @@ async fn add_parts(
     tx: &Lines,
 ) -> Result<(), Error> {
     let start = std::time::Instant::now();
+    // Stored blocks stay safe from GC until the root is pinned.
+    let _session = if only_hash {
+        None
+    } else {
+        Some(st.blocking(|bs| bs.write_session()).await?)
+    };
     let bad_mp = |e: axum::extract::multipart::MultipartError| Error::InvalidArgument {
         input: "multipart body".to_owned(),
         reason: e.body_text(),
@@ -568,6 +575,10 @@ async fn block_put(
         Ok(p) => p,
         Err(e) => return err(&e),
     };
+    let _session = match st.blocking(|bs| bs.write_session()).await {
+        Ok(s) => s,
+        Err(e) => return err(&e),
+    };
     let mut out = String::new();
     loop {
         let field = match mp.next_field().await {
@@ -645,6 +656,10 @@ async fn dag_import(
 ) -> Response {
     let pin_roots = match q.flag("pin-roots", true) {
         Ok(p) => p,
+        Err(e) => return err(&e),
+    };
+    let _session = match st.blocking(|bs| bs.write_session()).await {
+        Ok(s) => s,
         Err(e) => return err(&e),
     };
     let mut out = String::new();
@@ -851,6 +866,21 @@ async fn repo_stat(State(st): State<AppState>) -> Response {
             "RepoPath": root,
             "Version": "keel-content-1",
         })),
+        Err(e) => err(&e),
+    }
+}
+
+/// Kubo's `repo gc`: one `{"Key":{"/":CID}}` line per removed block (CIDv1 raw, as Kubo
+/// prints them). Waits for running adds and imports to finish first.
+async fn repo_gc(State(st): State<AppState>) -> Response {
+    match st.blocking(crate::gc::gc).await {
+        Ok(report) => {
+            let mut out = String::new();
+            for c in &report.removed {
+                out.push_str(&format!("{}\n", json!({ "Key": { "/": c.to_string() } })));
+            }
+            ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+        }
         Err(e) => err(&e),
     }
 }

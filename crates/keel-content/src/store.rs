@@ -67,6 +67,16 @@ impl PinKind {
     }
 }
 
+/// A shared hold on the store's GC lock, taken by every operation that writes blocks and then
+/// pins them (add, CAR import, block put, pin add): while any is held, garbage collection
+/// waits, so it never removes a block an unfinished operation is about to pin. The lock is an
+/// `flock` on `<data_dir>/content/gc.lock`, so it also holds between processes (a `keel
+/// content gc` next to a running `keel up`). Sessions may nest. Released on drop.
+#[derive(Debug)]
+pub struct WriteSession {
+    _lock: fs::File,
+}
+
 /// A verified, file-per-block store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Blockstore {
@@ -126,6 +136,36 @@ impl Blockstore {
     /// Shared metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// Starts a write session (see [`WriteSession`]); waits while a GC runs.
+    pub fn write_session(&self) -> Result<WriteSession, Error> {
+        let f = self.gc_lock_file()?;
+        let path = self.gc_lock_path();
+        f.lock_shared().map_err(Error::io(&path))?;
+        Ok(WriteSession { _lock: f })
+    }
+
+    /// The GC lock held exclusively: waits for every [`WriteSession`] to end.
+    pub(crate) fn gc_lock(&self) -> Result<fs::File, Error> {
+        let f = self.gc_lock_file()?;
+        let path = self.gc_lock_path();
+        f.lock().map_err(Error::io(&path))?;
+        Ok(f)
+    }
+
+    fn gc_lock_path(&self) -> PathBuf {
+        self.inner.root.join("gc.lock")
+    }
+
+    fn gc_lock_file(&self) -> Result<fs::File, Error> {
+        let path = self.gc_lock_path();
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Error::io(&path))
     }
 
     fn key(mh: &Multihash<64>) -> String {
@@ -258,7 +298,9 @@ impl Blockstore {
         self.path_of(cid.hash())
     }
 
-    fn each_block(
+    /// Calls `f` with each file under `blocks/` and the multihash its name encodes (`None` for
+    /// a stray file).
+    pub(crate) fn each_block(
         &self,
         mut f: impl FnMut(PathBuf, Option<Multihash<64>>) -> Result<(), Error>,
     ) -> Result<(), Error> {

@@ -112,6 +112,47 @@ pub(crate) enum ContentCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Local pins: what garbage collection keeps.
+    Pin {
+        #[command(subcommand)]
+        cmd: PinCommand,
+    },
+    /// Remove every block no pin keeps; prints `removed CID` per block. Waits for running adds
+    /// and imports (also those of a running `keel up`) to finish first.
+    Gc {
+        /// Print only the summary.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `keel content pin …`
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum PinCommand {
+    /// Pin a stored DAG (recursive: every block is checked present and valid first).
+    Add {
+        /// The CID.
+        cid: String,
+        /// Pin only the root block, not the DAG under it.
+        #[arg(long)]
+        direct: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Remove a pin; its blocks stay until the next `gc`.
+    Rm {
+        /// The CID.
+        cid: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List pins: `CID recursive|direct`.
+    Ls {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 fn out() -> std::io::StdoutLock<'static> {
@@ -285,5 +326,57 @@ pub(crate) fn run(cmd: ContentCommand) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        ContentCommand::Pin { cmd } => pin(cmd),
+        ContentCommand::Gc { quiet, store } => {
+            let bs = store.open()?;
+            let r = keel_content::gc::gc(&bs)?;
+            let mut o = out();
+            if !quiet {
+                for c in &r.removed {
+                    writeln!(o, "removed {c}")?;
+                }
+            }
+            writeln!(
+                o,
+                "removed {} blocks ({} bytes); kept {} blocks ({} bytes)",
+                r.removed.len(),
+                r.removed_bytes,
+                r.kept,
+                r.kept_bytes
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn pin(cmd: PinCommand) -> anyhow::Result<ExitCode> {
+    let parse = |c: &str| keel_content::block::parse_cid(c.trim_start_matches("/ipfs/"));
+    match cmd {
+        PinCommand::Add { cid, direct, store } => {
+            let bs = store.open()?;
+            let c = parse(&cid)?;
+            ops::pin_add(&bs, &c, !direct)?;
+            writeln!(
+                out(),
+                "pinned {c} {}",
+                if direct { "direct" } else { "recursively" }
+            )?;
+        }
+        PinCommand::Rm { cid, store } => {
+            let bs = store.open()?;
+            let c = parse(&cid)?;
+            if !bs.unpin(&c)? {
+                anyhow::bail!("{c} is not pinned (or only pinned indirectly, by a pin above it)");
+            }
+            writeln!(out(), "unpinned {c}")?;
+        }
+        PinCommand::Ls { store } => {
+            let bs = store.open()?;
+            let mut o = out();
+            for (c, kind) in bs.pins()? {
+                writeln!(o, "{c} {}", kind.as_str())?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

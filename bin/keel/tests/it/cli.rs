@@ -270,3 +270,49 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+#[test]
+fn content_pins_and_gc_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, "keel gc test\n").unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["content"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--data-dir", data]);
+        keel(&all)
+    };
+    let (code, cid, err) = run(&["add", "-Q", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let cid = cid.trim();
+    let (_, pins, _) = run(&["pin", "ls"]);
+    assert_eq!(pins, format!("{cid} recursive\n"));
+
+    // Pinned: nothing to collect.
+    let (code, out, err) = run(&["gc"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "removed 0 blocks (0 bytes); kept 1 blocks (21 bytes)\n"
+    );
+
+    let (code, out, err) = run(&["pin", "rm", cid]);
+    assert_eq!((code, out), (0, format!("unpinned {cid}\n")), "{err}");
+    let (code, _, err) = run(&["pin", "rm", cid]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not pinned"), "{err}");
+
+    let (code, out, err) = run(&["gc"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("removed bafk"), "{out}");
+    assert_eq!(
+        lines[1],
+        "removed 1 blocks (21 bytes); kept 0 blocks (0 bytes)"
+    );
+    let (code, _, err) = run(&["cat", cid]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not found"), "{err}");
+}

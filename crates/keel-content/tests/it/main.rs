@@ -5,6 +5,7 @@ mod bad_input;
 mod compat;
 mod corruption;
 mod gateway;
+mod gc;
 mod roundtrip;
 mod rpc;
 mod support;

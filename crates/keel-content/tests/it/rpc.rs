@@ -83,6 +83,24 @@ async fn kubo_rpc_client_adds_cats_pins() {
         v["badCat"].as_str().expect("msg").contains("not a CID"),
         "{v}"
     );
+    // The unpinned CIDv1 file (a root and 4 raw leaves: 1,000,000 bytes in 256 KiB chunks) and
+    // the unpinned block: 6 blocks, the block's CID among them; everything pinned still served.
+    let gc: Vec<&str> = v["gc"]
+        .as_array()
+        .expect("gc")
+        .iter()
+        .map(|c| c.as_str().expect("cid"))
+        .collect();
+    assert_eq!(gc.len(), 6, "{v}");
+    assert!(gc.contains(&v["blockPut"].as_str().expect("cid")), "{v}");
+    assert!(gc.iter().all(|c| c.starts_with("bafk")), "{v}");
+    assert_eq!(v["gcErrors"], serde_json::json!([]));
+    assert!(
+        v["catAfterGc"].as_str().expect("msg").contains("not found"),
+        "{v}"
+    );
+    assert_eq!(v["catPinnedAfterGc"], true);
+    assert_eq!(v["lsAfterGc"], 3);
 }
 
 async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {

@@ -71,6 +71,20 @@ out.repoObjects = Number(repo.numObjects)
 out.version = (await client.version()).version
 out.id = (await client.id()).id.toString()
 
+// GC: the CIDv1 copy is unpinned, the block above was never pinned; both go, the rest stays.
+await client.pin.rm(addedV1.cid)
+const gc = await collect(client.repo.gc())
+out.gc = gc.map((r) => r.cid.toString())
+out.gcErrors = gc.filter((r) => r.err).map((r) => r.err.message)
+try {
+  await collect(client.cat(addedV1.cid))
+  out.catAfterGc = 'served'
+} catch (e) {
+  out.catAfterGc = e.message
+}
+out.catPinnedAfterGc = Buffer.compare(concat(await collect(client.cat(added.cid))), Buffer.from(bytes)) === 0
+out.lsAfterGc = (await collect(client.ls(out.dir))).length
+
 try {
   await collect(client.cat('QmNotACid'))
   out.badCat = 'accepted'
