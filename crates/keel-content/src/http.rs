@@ -21,12 +21,14 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::Error;
 use crate::metrics::{HttpLabels, Metrics};
-use crate::store::Blockstore;
+use crate::store::{Blockstore, WriteSession};
 
 /// Most blocking store jobs (reads, imports) running at once per listener.
 const MAX_JOBS: usize = 64;
 /// Most RPC uploads (`add`) in progress at once per listener; more get 503.
 const MAX_UPLOADS: usize = 16;
+/// How often a request waiting for a write session (behind a GC) tries again.
+const SESSION_RETRY: Duration = Duration::from_millis(20);
 /// Bytes of verified single-block files the gateway keeps in memory.
 const CACHE_BYTES: usize = 64 << 20;
 /// Largest file the cache holds.
@@ -118,6 +120,17 @@ impl AppState {
             missing_block_timeout,
             max_upload,
             cache: Arc::new(FileCache::new(CACHE_BYTES)),
+        }
+    }
+
+    /// A write session (see [`WriteSession`]), waited for without holding a thread or a job
+    /// slot: while a GC waits for running sessions, those need job slots to finish.
+    pub(crate) async fn write_session(&self) -> Result<WriteSession, Error> {
+        loop {
+            if let Some(s) = self.bs.try_write_session()? {
+                return Ok(s);
+            }
+            tokio::time::sleep(SESSION_RETRY).await;
         }
     }
 

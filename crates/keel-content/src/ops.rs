@@ -122,7 +122,7 @@ pub fn import_car(bs: &Blockstore, path: &Path) -> Result<CarImport, Error> {
     let _session = bs.write_session()?;
     let res = car::import(bs, BufReader::with_capacity(1 << 20, f))?;
     for r in &res.roots {
-        pin_add(bs, r, true).map_err(|e| match e {
+        pin_checked(bs, r, true).map_err(|e| match e {
             Error::NotFound(missing) => Error::Car(format!(
                 "imported and verified {} blocks, but root {r} was not pinned: the CAR does not hold its whole DAG (block {missing} is missing), as with a gateway CAR of a path or of dag-scope=entity|block; the blocks are stored and `cat {r}/PATH` works for the included path",
                 res.blocks
@@ -136,6 +136,11 @@ pub fn import_car(bs: &Blockstore, path: &Path) -> Result<CarImport, Error> {
 /// Pins `cid`. A recursive pin first checks that every block of the DAG is present and valid.
 pub fn pin_add(bs: &Blockstore, cid: &Cid, recursive: bool) -> Result<(), Error> {
     let _session = bs.write_session()?;
+    pin_checked(bs, cid, recursive)
+}
+
+/// [`pin_add`] inside a write session the caller holds.
+pub(crate) fn pin_checked(bs: &Blockstore, cid: &Cid, recursive: bool) -> Result<(), Error> {
     if recursive {
         unixfs::walk_blocks(bs, cid, &mut |_, _| Ok(()))?;
         bs.pin(cid, PinKind::Recursive)

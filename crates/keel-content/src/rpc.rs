@@ -289,7 +289,7 @@ async fn add_parts(
     let _session = if only_hash {
         None
     } else {
-        Some(st.blocking(|bs| bs.write_session()).await?)
+        Some(st.write_session().await?)
     };
     let bad_mp = |e: axum::extract::multipart::MultipartError| Error::InvalidArgument {
         input: "multipart body".to_owned(),
@@ -575,7 +575,7 @@ async fn block_put(
         Ok(p) => p,
         Err(e) => return err(&e),
     };
-    let _session = match st.blocking(|bs| bs.write_session()).await {
+    let _session = match st.write_session().await {
         Ok(s) => s,
         Err(e) => return err(&e),
     };
@@ -658,7 +658,7 @@ async fn dag_import(
         Ok(p) => p,
         Err(e) => return err(&e),
     };
-    let _session = match st.blocking(|bs| bs.write_session()).await {
+    let _session = match st.write_session().await {
         Ok(s) => s,
         Err(e) => return err(&e),
     };
@@ -713,7 +713,7 @@ async fn dag_import(
         for root in imported.roots {
             let msg = if pin_roots {
                 match st
-                    .blocking(move |bs| crate::ops::pin_add(bs, &root, true))
+                    .blocking(move |bs| crate::ops::pin_checked(bs, &root, true))
                     .await
                 {
                     Ok(()) => String::new(),
@@ -756,10 +756,15 @@ async fn pin_add(State(st): State<AppState>, KuboQuery(q): KuboQuery) -> Respons
         Err(e) => return err(&e),
     };
     let list: Vec<String> = cids.iter().map(ToString::to_string).collect();
+    let session = match st.write_session().await {
+        Ok(s) => s,
+        Err(e) => return err(&e),
+    };
     match st
         .blocking(move |bs| {
+            let _session = session;
             for c in &cids {
-                crate::ops::pin_add(bs, c, recursive)?;
+                crate::ops::pin_checked(bs, c, recursive)?;
             }
             Ok(())
         })
@@ -871,9 +876,14 @@ async fn repo_stat(State(st): State<AppState>) -> Response {
 }
 
 /// Kubo's `repo gc`: one `{"Key":{"/":CID}}` line per removed block (CIDv1 raw, as Kubo
-/// prints them). Waits for running adds and imports to finish first.
+/// prints them). Waits for running adds and imports to finish first, on a thread of its own
+/// rather than a job slot: those adds need the slots to finish.
 async fn repo_gc(State(st): State<AppState>) -> Response {
-    match st.blocking(crate::gc::gc).await {
+    let bs = st.bs.clone();
+    let res = tokio::task::spawn_blocking(move || crate::gc::gc(&bs))
+        .await
+        .unwrap_or_else(|e| Err(Error::Task(e.to_string())));
+    match res {
         Ok(report) => {
             let mut out = String::new();
             for c in &report.removed {

@@ -69,12 +69,28 @@ impl PinKind {
 
 /// A shared hold on the store's GC lock, taken by every operation that writes blocks and then
 /// pins them (add, CAR import, block put, pin add): while any is held, garbage collection
-/// waits, so it never removes a block an unfinished operation is about to pin. The lock is an
-/// `flock` on `<data_dir>/content/gc.lock`, so it also holds between processes (a `keel
-/// content gc` next to a running `keel up`). Sessions may nest. Released on drop.
+/// waits, so it never removes a block an unfinished operation is about to pin. The locks are
+/// `flock`s under `<data_dir>/content`, so they also hold between processes (a `keel content
+/// gc` next to a running `keel up`). Released on drop.
+///
+/// `flock` lets new shared holders in while an exclusive one waits, so a stream of overlapping
+/// sessions could hold GC off for ever. A second lock, `gc.gate`, prevents that: a session
+/// passes through it (shared, for an instant) before taking `gc.lock`, and GC holds it
+/// exclusively while it waits, so new sessions queue behind a waiting GC. Hence a session must
+/// never be started while the same thread holds one: behind a waiting GC it would wait for
+/// itself.
 #[derive(Debug)]
 pub struct WriteSession {
     _lock: fs::File,
+}
+
+/// The GC lock held exclusively (see [`WriteSession`]). Released on drop.
+#[derive(Debug)]
+pub(crate) struct GcLock {
+    // Dropped in this order: `gc.lock` before the gate, so a session let through the gate
+    // never waits on `gc.lock`.
+    _lock: fs::File,
+    _gate: fs::File,
 }
 
 /// A verified, file-per-block store. Cheap to clone.
@@ -138,34 +154,60 @@ impl Blockstore {
         &self.inner.metrics
     }
 
-    /// Starts a write session (see [`WriteSession`]); waits while a GC runs.
+    /// Starts a write session (see [`WriteSession`]); waits while a GC runs or waits to run.
     pub fn write_session(&self) -> Result<WriteSession, Error> {
-        let f = self.gc_lock_file()?;
-        let path = self.gc_lock_path();
-        f.lock_shared().map_err(Error::io(&path))?;
-        Ok(WriteSession { _lock: f })
+        let gate = self.lock_file("gc.gate", false)?;
+        let lock = self.lock_file("gc.lock", false)?;
+        drop(gate);
+        Ok(WriteSession { _lock: lock })
     }
 
-    /// The GC lock held exclusively: waits for every [`WriteSession`] to end.
-    pub(crate) fn gc_lock(&self) -> Result<fs::File, Error> {
-        let f = self.gc_lock_file()?;
-        let path = self.gc_lock_path();
-        f.lock().map_err(Error::io(&path))?;
-        Ok(f)
+    /// The GC lock held exclusively: new sessions wait, running ones are waited for.
+    pub(crate) fn gc_lock(&self) -> Result<GcLock, Error> {
+        let gate = self.lock_file("gc.gate", true)?;
+        let lock = self.lock_file("gc.lock", true)?;
+        Ok(GcLock {
+            _lock: lock,
+            _gate: gate,
+        })
     }
 
-    fn gc_lock_path(&self) -> PathBuf {
-        self.inner.root.join("gc.lock")
+    /// [`Blockstore::write_session`] without waiting: `None` while a GC runs or waits to run.
+    /// For async callers, which must not hold a thread while they wait.
+    pub fn try_write_session(&self) -> Result<Option<WriteSession>, Error> {
+        let Some(gate) = self.try_lock_shared("gc.gate")? else {
+            return Ok(None);
+        };
+        let lock = self.try_lock_shared("gc.lock")?;
+        drop(gate);
+        Ok(lock.map(|l| WriteSession { _lock: l }))
     }
 
-    fn gc_lock_file(&self) -> Result<fs::File, Error> {
-        let path = self.gc_lock_path();
+    fn try_lock_shared(&self, name: &str) -> Result<Option<fs::File>, Error> {
+        let path = self.inner.root.join(name);
+        let f = Self::open_lock_file(&path)?;
+        match f.try_lock_shared() {
+            Ok(()) => Ok(Some(f)),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(Error::io(&path)(e)),
+        }
+    }
+
+    fn open_lock_file(path: &Path) -> Result<fs::File, Error> {
         fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&path)
-            .map_err(Error::io(&path))
+            .open(path)
+            .map_err(Error::io(path))
+    }
+
+    /// `<root>/name`, opened (created if needed) and locked shared or exclusive.
+    fn lock_file(&self, name: &str, exclusive: bool) -> Result<fs::File, Error> {
+        let path = self.inner.root.join(name);
+        let f = Self::open_lock_file(&path)?;
+        if exclusive { f.lock() } else { f.lock_shared() }.map_err(Error::io(&path))?;
+        Ok(f)
     }
 
     fn key(mh: &Multihash<64>) -> String {

@@ -1,5 +1,6 @@
 //! Garbage collection: what pins keep stays and is still served, the rest goes; a broken pin
-//! stops the collection before anything is removed; an unfinished write holds it off.
+//! stops the collection before anything is removed; an unfinished write holds it off, and a
+//! waiting collection holds off new writes.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -136,4 +137,45 @@ fn gc_waits_for_an_unfinished_write_and_keeps_what_it_pins() {
     collector.join().expect("join");
     assert!(r.removed.is_empty(), "{:?}", r.removed);
     assert!(cat(&bs, &file.cid).is_ok());
+}
+
+#[test]
+fn a_waiting_gc_holds_off_new_writes_so_a_stream_of_them_cannot_starve_it() {
+    let t = tempfile::tempdir().expect("tmp");
+    let bs = Blockstore::open(t.path()).expect("open");
+    let unpinned = add(&bs, t.path(), "u.bin", &data(1000, 7));
+    assert!(bs.unpin(&unpinned.cid).expect("unpin"));
+
+    let running = bs.write_session().expect("session");
+    let gc_bs = bs.clone();
+    let collector = std::thread::spawn(move || gc(&gc_bs));
+    // The collector is queued once new sessions are refused (it holds the gate while it waits
+    // for the running one). Without the gate they would be let in for ever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while bs.try_write_session().expect("try").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a waiting gc never held off new sessions"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A new writer waits behind the collector, and gets in only after it swept.
+    let (tx, rx) = mpsc::channel();
+    let writer_bs = bs.clone();
+    let writer = std::thread::spawn(move || {
+        let _s = writer_bs.write_session().expect("session");
+        tx.send(writer_bs.has(&unpinned.cid)).expect("send");
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "a new session got in ahead of a waiting gc"
+    );
+    drop(running);
+    let r = collector.join().expect("join").expect("gc");
+    assert_eq!(r.removed.len(), 1);
+    assert!(
+        !rx.recv().expect("writer"),
+        "the writer got in before the sweep"
+    );
+    writer.join().expect("join");
 }
