@@ -41,6 +41,11 @@ pub struct ContentConfig {
     /// Largest request body the Kubo RPC accepts (`add`, `block/put`, `dag/import`), in
     /// bytes. Default 4 GiB.
     pub max_upload_bytes: u64,
+    /// How long a Kubo RPC upload may send nothing before it is abandoned (its stored blocks
+    /// stay unpinned, for GC). An upload in progress holds off garbage collection, so a
+    /// stalled client must not hold it for ever. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub upload_idle_timeout: Duration,
     /// Gateway access log (tracing target `keel_content::access`).
     pub access_log: AccessLogConfig,
 }
@@ -55,6 +60,7 @@ impl Default for ContentConfig {
             missing_block_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
             max_upload_bytes: 4 << 30,
+            upload_idle_timeout: Duration::from_secs(60),
             access_log: AccessLogConfig::default(),
         }
     }

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::Frame;
-use keel_config::content::{AccessLogConfig, IpRedaction, RateLimitConfig};
+use keel_config::content::{AccessLogConfig, ContentConfig, IpRedaction, RateLimitConfig};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::Error;
@@ -107,18 +107,21 @@ pub(crate) struct AppState {
     pub(crate) uploads: Arc<Semaphore>,
     pub(crate) missing_block_timeout: Duration,
     pub(crate) max_upload: u64,
+    /// See `ContentConfig::upload_idle_timeout`.
+    pub(crate) upload_idle_timeout: Duration,
     pub(crate) cache: Arc<FileCache>,
 }
 
 impl AppState {
-    pub(crate) fn new(bs: Blockstore, missing_block_timeout: Duration, max_upload: u64) -> Self {
+    pub(crate) fn new(bs: Blockstore, cfg: &ContentConfig) -> Self {
         Self {
             metrics: bs.metrics().clone(),
             bs,
             jobs: Arc::new(Semaphore::new(MAX_JOBS)),
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
-            missing_block_timeout,
-            max_upload,
+            missing_block_timeout: cfg.missing_block_timeout,
+            max_upload: cfg.max_upload_bytes,
+            upload_idle_timeout: cfg.upload_idle_timeout,
             cache: Arc::new(FileCache::new(CACHE_BYTES)),
         }
     }
@@ -132,6 +135,23 @@ impl AppState {
             }
             tokio::time::sleep(SESSION_RETRY).await;
         }
+    }
+
+    /// One step of reading an upload body, abandoned with a clear error when the client sends
+    /// nothing for `upload_idle_timeout`.
+    pub(crate) async fn upload_step<T>(
+        &self,
+        step: impl std::future::Future<Output = T>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.upload_idle_timeout, step)
+            .await
+            .map_err(|_| Error::InvalidArgument {
+                input: "request body".to_owned(),
+                reason: format!(
+                    "upload stalled: nothing received for {:?}; abandoned (blocks already stored stay unpinned)",
+                    self.upload_idle_timeout
+                ),
+            })
     }
 
     /// Runs `f` on the blocking pool, at most [`MAX_JOBS`] at once.

@@ -224,6 +224,36 @@ fn clean_upload_path(raw: &str) -> Result<Vec<String>, Error> {
 
 type Lines = mpsc::Sender<serde_json::Value>;
 
+/// Sends one multipart part's bytes into `to` (read by an importer on the blocking pool). A
+/// malformed body or a stalled upload ends the stream with an error, so the importer stops
+/// too, and is returned.
+async fn feed_part(
+    st: &AppState,
+    mut field: axum::extract::multipart::Field<'_>,
+    to: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Result<(), Error> {
+    loop {
+        let failed = match st.upload_step(field.chunk()).await {
+            Ok(Ok(Some(c))) => {
+                if to.send(Ok(c)).await.is_err() {
+                    return Ok(()); // The importer stopped; it reports why.
+                }
+                continue;
+            }
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => Error::InvalidArgument {
+                input: "multipart body".to_owned(),
+                reason: e.body_text(),
+            },
+            Err(stalled) => stalled,
+        };
+        let _ = to
+            .send(Err(std::io::Error::other(failed.to_string())))
+            .await;
+        return Err(failed);
+    }
+}
+
 async fn add(State(st): State<AppState>, KuboQuery(q): KuboQuery, mp: Multipart) -> Response {
     let opts = match import_options(&q) {
         Ok(o) => o,
@@ -300,7 +330,7 @@ async fn add_parts(
     let mut dirs: BTreeSet<Vec<String>> = BTreeSet::new();
     let mut bytes = 0u64;
     let mut last: Option<(String, Imported)> = None;
-    while let Some(mut field) = mp.next_field().await.map_err(bad_mp)? {
+    while let Some(field) = st.upload_step(mp.next_field()).await?.map_err(bad_mp)? {
         let is_dir = field
             .content_type()
             .is_some_and(|c| c == "application/x-directory");
@@ -325,27 +355,7 @@ async fn add_parts(
             let sink: &dyn BlockSink = if only_hash { &NullSink } else { bs };
             import_reader(reader, &o, sink, &|_| {})
         });
-        let feed = async move {
-            let r = loop {
-                match field.chunk().await {
-                    Ok(Some(c)) => {
-                        if btx.send(Ok(c)).await.is_err() {
-                            break Ok(());
-                        }
-                    }
-                    Ok(None) => break Ok(()),
-                    Err(e) => {
-                        let _ = btx
-                            .send(Err(std::io::Error::other("malformed multipart body")))
-                            .await;
-                        break Err(bad_mp(e));
-                    }
-                }
-            };
-            drop(btx);
-            r
-        };
-        let (fed, imported) = tokio::join!(feed, job);
+        let (fed, imported) = tokio::join!(feed_part(st, field, btx), job);
         fed?;
         let imported = imported?;
         bytes += imported.file_size;
@@ -581,7 +591,11 @@ async fn block_put(
     };
     let mut out = String::new();
     loop {
-        let field = match mp.next_field().await {
+        let next = match st.upload_step(mp.next_field()).await {
+            Ok(n) => n,
+            Err(e) => return err(&e),
+        };
+        let field = match next {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -591,14 +605,15 @@ async fn block_put(
                 );
             }
         };
-        let data = match field.bytes().await {
-            Ok(d) => d,
-            Err(e) => {
+        let data = match st.upload_step(field.bytes()).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
                 return kubo_error(
                     StatusCode::BAD_REQUEST,
                     &format!("malformed multipart body: {}", e.body_text()),
                 );
             }
+            Err(e) => return err(&e),
         };
         if data.len() > crate::block::MAX_BLOCK_SIZE {
             return kubo_error(StatusCode::BAD_REQUEST, "block exceeds 2 MiB");
@@ -664,7 +679,11 @@ async fn dag_import(
     };
     let mut out = String::new();
     loop {
-        let mut field = match mp.next_field().await {
+        let next = match st.upload_step(mp.next_field()).await {
+            Ok(n) => n,
+            Err(e) => return err(&e),
+        };
+        let field = match next {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -679,32 +698,9 @@ async fn dag_import(
             brx.poll_recv(cx)
         })));
         let job = st.blocking(move |bs| crate::car::import(bs, std::io::BufReader::new(reader)));
-        let feed = async move {
-            let r = loop {
-                match field.chunk().await {
-                    Ok(Some(c)) => {
-                        if btx.send(Ok(c)).await.is_err() {
-                            break Ok(());
-                        }
-                    }
-                    Ok(None) => break Ok(()),
-                    Err(e) => {
-                        let _ = btx
-                            .send(Err(std::io::Error::other("malformed multipart body")))
-                            .await;
-                        break Err(e.body_text());
-                    }
-                }
-            };
-            drop(btx);
-            r
-        };
-        let (fed, imported) = tokio::join!(feed, job);
-        if let Err(m) = fed {
-            return kubo_error(
-                StatusCode::BAD_REQUEST,
-                &format!("malformed multipart body: {m}"),
-            );
+        let (fed, imported) = tokio::join!(feed_part(&st, field, btx), job);
+        if let Err(e) = fed {
+            return err(&e);
         }
         let imported = match imported {
             Ok(i) => i,

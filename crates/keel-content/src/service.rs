@@ -38,11 +38,7 @@ pub struct ContentService {
 
 /// The gateway router with its edge middleware, for tests without sockets.
 pub fn gateway_router(cfg: &ContentConfig, store: Blockstore) -> Router {
-    let state = AppState::new(
-        store.clone(),
-        cfg.missing_block_timeout,
-        cfg.max_upload_bytes,
-    );
+    let state = AppState::new(store.clone(), cfg);
     crate::gateway::router(state).layer(axum::middleware::from_fn_with_state(
         Edge {
             listener: "gateway",
@@ -68,11 +64,7 @@ pub fn rpc_router(cfg: &ContentConfig, store: Blockstore) -> Result<Router, Erro
                 .map_err(|e| Error::Config(format!("rpc_token: {e}")))
         })
         .transpose()?;
-    let state = AppState::new(
-        store.clone(),
-        cfg.missing_block_timeout,
-        cfg.max_upload_bytes,
-    );
+    let state = AppState::new(store.clone(), cfg);
     Ok(
         crate::rpc::router(state, token).layer(axum::middleware::from_fn_with_state(
             Edge {

@@ -179,3 +179,62 @@ fn a_waiting_gc_holds_off_new_writes_so_a_stream_of_them_cannot_starve_it() {
     );
     writer.join().expect("join");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_abandoned_so_it_cannot_hold_gc_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let t = tempfile::tempdir().expect("tmp");
+    let cfg = keel_config::content::ContentConfig {
+        gateway_listen: None,
+        rpc_listen: Some("127.0.0.1:0".parse().expect("addr")),
+        upload_idle_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let svc = keel_content::ContentService::bind(&cfg, t.path())
+        .await
+        .expect("bind");
+    let addr = svc.local_addrs().rpc.expect("rpc");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(svc.run(shutdown.clone()));
+
+    // An add that sends one and a half chunks of a file announced as 10 MB, then nothing.
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = "POST /api/v0/add HTTP/1.1\r\nhost: keel\r\ncontent-type: multipart/form-data; boundary=B\r\ncontent-length: 10000000\r\n\r\n--B\r\ncontent-disposition: form-data; name=\"file\"; filename=\"f.bin\"\r\ncontent-type: application/octet-stream\r\n\r\n";
+    conn.write_all(head.as_bytes()).await.expect("write");
+    conn.write_all(&data(3 << 17, 8)).await.expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("\"Type\":\"error\"") {
+            let n = conn.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        read.is_ok(),
+        "the stalled upload was never abandoned: {answer}"
+    );
+    assert!(
+        answer.contains("upload stalled: nothing received for 300ms"),
+        "{answer}"
+    );
+
+    // Its session is over: a collection runs at once.
+    let dir = t.path().to_owned();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::task::spawn_blocking(move || gc(&Blockstore::open(&dir).expect("open"))),
+    )
+    .await
+    .expect("gc was held off")
+    .expect("join")
+    .expect("gc");
+    shutdown.cancel();
+    server.await.expect("join").expect("serve");
+}
