@@ -46,6 +46,22 @@ pub enum BlockTag {
     Finalized,
 }
 
+/// The passes [`Chain::select`] and [`Chain::fastest`] make over the upstreams, as (tier,
+/// whether to take those known to lack the block): primaries before backups, and for a
+/// specific block, every upstream that may have it before those known not to.
+fn passes(need: Need) -> impl Iterator<Item = (Tier, bool)> {
+    let rounds = if matches!(need, Need::Block(_)) { 2 } else { 1 };
+    [false, true]
+        .into_iter()
+        .take(rounds)
+        .flat_map(|lacking| [(Tier::Primary, lacking), (Tier::Backup, lacking)])
+}
+
+/// Whether `u` is known to lack the block `need` names (see [`Upstream::lacks_history`]).
+fn lacks(u: &Upstream, need: Need, now: Instant) -> bool {
+    matches!(need, Need::Block(n) if u.lacks_history(n, now))
+}
+
 /// One chain: its config, upstreams and head.
 #[derive(Debug)]
 pub struct Chain {
@@ -214,20 +230,12 @@ impl Chain {
     pub fn select(&self, need: Need, exclude: &[usize]) -> Option<Arc<Upstream>> {
         let now = Instant::now();
         let mut rng = rand::rng();
-        let block = if let Need::Block(n) = need {
-            Some(n)
-        } else {
-            None
-        };
-        // A first round leaves out upstreams known to lack the block; a second takes them too.
-        let rounds = if block.is_some() { 2 } else { 1 };
-        for (round, tier) in (0..rounds).flat_map(|r| [(r, Tier::Primary), (r, Tier::Backup)]) {
-            let skip = block.filter(|_| round == 0);
+        for (tier, lacking) in passes(need) {
             let eligible = |u: &Upstream| {
                 u.tier() == tier
                     && !exclude.contains(&u.index())
                     && self.serves(u, need, now)
-                    && !skip.is_some_and(|n| u.lacks_history(n, now))
+                    && lacks(u, need, now) == lacking
             };
             let Some(a) = self.draw(&mut rng, |u| eligible(u)) else {
                 continue;
@@ -277,16 +285,20 @@ impl Chain {
     }
 
     /// Up to `count` upstreams that serve `need`, skipping `exclude`, fastest (lowest score)
-    /// first; primaries before backups.
+    /// first; primaries before backups, and for a specific block, upstreams known to lack it
+    /// after all others (as in [`Chain::select`]).
     pub fn fastest(&self, need: Need, exclude: &[usize], count: usize) -> Vec<Arc<Upstream>> {
         let now = Instant::now();
         let mut picked: Vec<Arc<Upstream>> = Vec::with_capacity(count);
-        for tier in [Tier::Primary, Tier::Backup] {
+        for (tier, lacking) in passes(need) {
             let mut candidates: Vec<(f64, &Arc<Upstream>)> = self
                 .upstreams
                 .iter()
                 .filter(|u| {
-                    u.tier() == tier && !exclude.contains(&u.index()) && self.serves(u, need, now)
+                    u.tier() == tier
+                        && !exclude.contains(&u.index())
+                        && self.serves(u, need, now)
+                        && lacks(u, need, now) == lacking
                 })
                 .map(|u| (u.score(), u))
                 .collect();
@@ -467,6 +479,51 @@ mod tests {
         let counts = picks(&c, Need::Any, 1000);
         // With two upstreams P2C compares both whenever two distinct ones are drawn.
         assert!(counts.get("fast").copied().unwrap_or(0) > 900, "{counts:?}");
+    }
+
+    #[test]
+    fn an_upstream_known_to_lack_old_blocks_is_asked_for_them_last() {
+        let c = chain(&[
+            ("pruned", 1, Tier::Primary),
+            ("archive", 1, Tier::Primary),
+            ("backup", 1, Tier::Backup),
+        ]);
+        for u in c.upstreams() {
+            u.set_head(10);
+        }
+        c.refresh_head();
+        assert_eq!(
+            picks(&c, Need::Block(3), 300).len(),
+            2,
+            "both primaries serve"
+        );
+        assert!(c.upstreams()[0].note_missing_history(5));
+        let names =
+            |ups: Vec<Arc<Upstream>>| ups.iter().map(|u| u.name().to_owned()).collect::<Vec<_>>();
+        // Blocks up to 5: after every other upstream, backups included.
+        assert_eq!(
+            picks(&c, Need::Block(3), 100),
+            HashMap::from([("archive".to_owned(), 100)])
+        );
+        let archive = c.upstreams()[1].index();
+        assert_eq!(
+            c.select(Need::Block(5), &[archive]).expect("one").name(),
+            "backup"
+        );
+        let both = [archive, c.upstreams()[2].index()];
+        assert_eq!(
+            c.select(Need::Block(5), &both).expect("one").name(),
+            "pruned"
+        );
+        assert_eq!(
+            names(c.fastest(Need::Block(5), &[], 3)),
+            ["archive", "backup", "pruned"]
+        );
+        // Newer blocks, the head and anything else: as before.
+        assert_eq!(picks(&c, Need::Block(6), 300).len(), 2);
+        assert_eq!(picks(&c, Need::Head, 300).len(), 2);
+        assert_eq!(names(c.fastest(Need::Any, &[], 3)).len(), 3);
+        assert_eq!(names(c.fastest(Need::Block(6), &[], 3))[2], "backup");
     }
 
     #[test]

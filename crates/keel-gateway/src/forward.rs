@@ -141,11 +141,14 @@ pub(crate) async fn serve(
     served
 }
 
-/// After `up` answered a request needing `need` with "I lack it": when that was a block it is
-/// past, it has pruned that block and the ones before, and is asked for them last from now on
-/// (see [`Chain::select`]).
-fn note_missing_history(chain: &Chain, up: &Upstream, need: Need) {
-    if let Need::Block(n) = need
+/// Whether the JSON-RPC error `err` that `up` answered a request needing `need` with means "I
+/// lack it" ("header not found", "missing trie node", ...). When it does and the request was
+/// for a block `up`'s head is past, `up` has pruned that block and the ones before, and is
+/// asked for them last from now on (see [`Chain::select`]).
+pub(crate) fn lacks_it(chain: &Chain, up: &Upstream, need: Need, err: &RawValue) -> bool {
+    let lacks = error_means_lacking(err);
+    if lacks
+        && let Need::Block(n) = need
         && up.head() >= n
         && up.note_missing_history(n)
     {
@@ -155,6 +158,23 @@ fn note_missing_history(chain: &Chain, up: &Upstream, need: Need) {
             block = n,
             "upstream lacks this block's state and older ones (pruned); other upstreams are asked for them first"
         );
+    }
+    lacks
+}
+
+/// Whether the JSON-RPC error object `err` says the node lacks the data (see
+/// [`policy::error_means_behind`]): no answer, neither right nor wrong.
+pub(crate) fn error_means_lacking(err: &RawValue) -> bool {
+    serde_json::from_str::<ErrorObject>(err.get())
+        .is_ok_and(|e| policy::error_means_behind(&e.message))
+}
+
+/// [`lacks_it`] for a whole JSON-RPC response body that is not a usable answer.
+pub(crate) fn note_if_lacking(chain: &Chain, up: &Upstream, need: Need, body: &[u8]) {
+    if let Ok(reply) = serde_json::from_slice::<Reply<'_>>(body)
+        && let Some(err) = reply.error
+    {
+        lacks_it(chain, up, need, err);
     }
 }
 
@@ -206,14 +226,7 @@ pub(crate) async fn read(
                         .any(|u| !tried.contains(&u.index()) && (!ahead || u.head() > up.head()))
                 };
                 let ask_another = match (reply.error, reply.result) {
-                    (Some(err), _) => {
-                        let lacks = serde_json::from_str::<ErrorObject>(err.get())
-                            .is_ok_and(|e| policy::error_means_behind(&e.message));
-                        if lacks {
-                            note_missing_history(chain, &up, need);
-                        }
-                        lacks && untried(false)
-                    }
+                    (Some(err), _) => lacks_it(chain, &up, need, err) && untried(false),
                     (None, Some(result)) => {
                         let null = result.get() == "null";
                         if let (Need::Block(n), false) = (need, null) {

@@ -249,10 +249,15 @@ fn body_for(method: &str, params: &RawValue) -> Bytes {
     Bytes::from(jsonrpc::upstream_body(&r))
 }
 
-/// The canonical bytes an answer is compared by, or `None` when the body is not a JSON-RPC
-/// reply (see [`keel_verify::canonical_answer`]).
+/// The canonical bytes an answer is compared by (see [`keel_verify::canonical_answer`]), or
+/// `None` when the body is no answer: not a JSON-RPC reply, or an error saying the node lacks
+/// the data ("header not found", "missing trie node", ...). A pruned or lagging node is not a
+/// liar: its call counts as failed and another upstream is asked.
 fn canonical_answer(method: &str, field: Option<&str>, body: &[u8]) -> Option<Vec<u8>> {
     let reply: Reply<'_> = serde_json::from_slice(body).ok()?;
+    if reply.error.is_some_and(crate::forward::error_means_lacking) {
+        return None;
+    }
     keel_verify::canonical_answer(method, field, reply.result, reply.error)
 }
 
@@ -307,5 +312,8 @@ mod tests {
         );
         assert_ne!(a, e);
         assert_eq!(canonical_answer("eth_getBalance", None, b"nope"), None);
+        // "I lack it" is no answer at all, neither right nor wrong.
+        let lacking = br#"{"id":1,"error":{"code":-32602,"message":"BlockOutOfRangeError: block height is 2 but requested was 1"}}"#;
+        assert_eq!(canonical_answer("eth_getBalance", None, lacking), None);
     }
 }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     Ctx,
-    forward::{Outcome, Served},
+    forward::{self, Outcome, Served},
     jsonrpc::{self, Reply, Request, code},
     metrics::RootLabels,
 };
@@ -124,6 +124,9 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
             continue;
         };
         let Some(result) = reply.result.filter(|_| reply.error.is_none()) else {
+            if let Some(err) = reply.error {
+                forward::lacks_it(ctx.chain, &up, Need::Block(block), err);
+            }
             last = format!(
                 "{}: eth_getProof failed: {}",
                 up.name(),
@@ -131,6 +134,7 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
             );
             continue;
         };
+        up.note_kept_history(block);
         let mut checked = keel_verify::verify_account_proof(&root.root, &address, &keys, result);
         if checked
             .as_ref()

@@ -12,9 +12,10 @@ use serde_json::value::RawValue;
 use super::{Verifier, body_for, canonical_answer, failed, pin, pins};
 use crate::{
     Ctx,
-    forward::{Outcome, Served},
+    forward::{self, Outcome, Served},
     jsonrpc::{Reply, Request, code},
     metrics::GatewayMetrics,
+    policy::{self, Route},
 };
 
 /// One question to fan out.
@@ -161,10 +162,19 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
         let Some((up, result)) = next else {
             continue;
         };
-        let Some((b, c)) = result
-            .ok()
-            .and_then(|b| canonical_answer(q.method, q.field, &b).map(|c| (b, c)))
-        else {
+        let canonical = match &result {
+            Ok(b) => {
+                let c = canonical_answer(q.method, q.field, b);
+                match (q.need, &c) {
+                    (Need::Block(n), Some(_)) => up.note_kept_history(n),
+                    (Need::Block(_), None) => forward::note_if_lacking(ctx.chain, &up, q.need, b),
+                    _ => {}
+                }
+                c
+            }
+            Err(_) => None,
+        };
+        let (Some(c), Ok(b)) = (canonical, result) else {
             failed_names.push(up.name().to_owned());
             let replacement = spare
                 .pop_front()
@@ -196,7 +206,7 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
                 if !calls.is_empty() && cfg.late_answers != LateAnswers::Cancel {
                     let check = (cfg.late_answers == LateAnswers::Check)
                         .then(|| (reporter(), &answers[index], &*canon[index].1));
-                    finish_late(ctx, check, calls);
+                    finish_late(ctx, q.need, check, calls);
                 }
                 return FanOut::Agreed {
                     index,
@@ -252,11 +262,13 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
     }
 }
 
-/// Reads the answers of `calls` in the background, and with `check` (reporter, agreed answer,
+/// Reads the answers of `calls` in the background (an upstream saying it lacks the `need`ed
+/// block is marked so, as in the fan-out itself), and with `check` (reporter, agreed answer,
 /// its canonical form) compares them with the agreed one. Past [`super::MAX_LATE_CALLS`] such
 /// tasks, the calls are dropped instead.
 fn finish_late(
     ctx: &Ctx<'_>,
+    need: Need,
     check: Option<(Reporter, &Answer, &[u8])>,
     mut calls: FuturesUnordered<Call>,
 ) {
@@ -271,11 +283,15 @@ fn finish_late(
         (reporter, agreed, canon.to_vec())
     });
     let deadline = ctx.deadline;
+    let chain = Arc::clone(ctx.chain);
     tokio::spawn(async move {
         let _permit = permit;
         while let Ok(Some((up, result))) =
             tokio::time::timeout_at(deadline.into(), calls.next()).await
         {
+            if let (Need::Block(_), Ok(b)) = (need, &result) {
+                forward::note_if_lacking(&chain, &up, need, b);
+            }
             let Some((reporter, agreed, agreed_canon)) = &check else {
                 continue;
             };
@@ -412,7 +428,13 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                     Err(_) => return (failed(req, code::INTERNAL, "internal error", out), 0),
                 },
             };
-            (p, None, Need::Head)
+            // Not re-pinned (an explicit number, a hash, no block argument): what the method
+            // and its block argument need, as for an unverified read.
+            let need = match policy::route(ctx.chain, &req.method, req.params) {
+                Route::Read { need, .. } => need,
+                Route::Broadcast { .. } => Need::Head,
+            };
+            (p, None, need)
         }
     };
     let question = Question {

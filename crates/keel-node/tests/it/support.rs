@@ -112,6 +112,17 @@ pub async fn cluster(
     (nodes, urls, r)
 }
 
+/// A fresh anvil started with `args` holding `source`'s blocks and current state but none of
+/// its past states, as a pruned node would: state reads pinned to any past block (even the
+/// head's number) get an error, reads at `latest` work.
+pub async fn pruned_copy(source: &str, args: &[&str]) -> keel_testkit::Anvil {
+    let pruned = keel_testkit::Anvil::start(args).await;
+    let state = call(source, "anvil_dumpState", json!([])).await.2["result"].clone();
+    let (_, _, v) = call(&pruned.url(), "anvil_loadState", json!([state])).await;
+    assert_eq!(v["result"], true, "{v}");
+    pruned
+}
+
 /// GETs `url` and returns its body.
 pub async fn get_text(url: &str) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()

@@ -398,6 +398,79 @@ async fn without_agreement_the_configured_fallback_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_pruned_node_is_asked_for_old_state_last_and_never_taken_for_a_liar() {
+    let (_nodes, urls) = anvils().await;
+    // Block 2 on every node; the pruned copy then has block 1 but not its state.
+    for u in &urls {
+        rpc(u, "evm_setNextBlockTimestamp", json!([4_000_000_001u64])).await;
+        rpc(u, "evm_mine", json!([])).await;
+    }
+    let pruned = crate::support::pruned_copy(&urls[0], &["--timestamp", "1700000000"]).await;
+    // The pruned node is the only primary: without its mark it would be asked first every time.
+    let r = start(
+        &[("pruned", &pruned.url()), ("a", &urls[1]), ("b", &urls[2])],
+        |c| {
+            // Keeps block 1's agreed root for the whole test: no header calls after the first.
+            c.chains[0].head_poll_interval = Duration::from_secs(30);
+            for u in &mut c.chains[0].upstreams[1..] {
+                u.tier = keel_config::Tier::Backup;
+            }
+        },
+    )
+    .await;
+    let balance = json!([DEV_ADDR_0, "0x1"]);
+    let honest = rpc(&urls[1], "eth_getBalance", balance.clone()).await["result"].clone();
+    assert_proven(&r, &balance, &honest).await;
+    let first = metric(&r, PROOF_EXTRA).await;
+    let s = r.status().await;
+    assert_eq!(
+        s.chains[0].upstreams[0]["history_from"], 2,
+        "{:?}",
+        s.chains[0]
+    );
+    // The root is remembered and the proof goes straight to a node that has the state: no
+    // call beyond the one eth_getProof, however often it is asked.
+    for _ in 0..5 {
+        assert_proven(&r, &balance, &honest).await;
+    }
+    assert_eq!(metric(&r, PROOF_EXTRA).await, first);
+    // Reads at the head still start with the pruned primary, which has that state.
+    let (_, h, v) = call(
+        &r.rpc_url("dev"),
+        "eth_getBalance",
+        json!([DEV_ADDR_0, "latest"]),
+    )
+    .await;
+    assert_eq!(
+        (&v["result"], &h["x-keel-upstream"]),
+        (&honest, &"pruned".parse().unwrap())
+    );
+    drop(r);
+
+    // A quorum fan-out learns it the same way from the pruned node's error, which is no
+    // answer: not a disagreement, even when checked after the agreement.
+    let r = start(
+        &[("pruned", &pruned.url()), ("a", &urls[1]), ("b", &urls[2])],
+        |c| c.chains[0].verify.late_answers = LateAnswers::Check,
+    )
+    .await;
+    let (_, verified, v) = vcall(&r.rpc_url("dev"), "quorum", "eth_getBalance", balance).await;
+    assert_eq!(
+        (&v["result"], verified.as_str()),
+        (&honest, "quorum:2/3"),
+        "{v}"
+    );
+    // Its answer may come after the agreement, and is read in the background.
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            r.status().await.chains[0].upstreams[0]["history_from"] == 2
+        })
+        .await
+    );
+    assert_no_evidence(&r, "a node lacking old state was taken for a liar");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn header_sources_and_checkpoints_supply_state_roots() {
     let (_nodes, urls) = anvils().await;
     let balance = json!([DEV_ADDR_0, "0x1"]);
