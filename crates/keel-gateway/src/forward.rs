@@ -146,7 +146,7 @@ pub(crate) async fn serve(
 /// for a block `up`'s head is past, `up` has pruned that block and the ones before, and is
 /// asked for them last from now on (see [`Chain::select`]).
 pub(crate) fn lacks_it(chain: &Chain, up: &Upstream, need: Need, err: &RawValue) -> bool {
-    let lacks = error_means_lacking(err);
+    let lacks = lacking_message(err).is_some();
     if lacks
         && let Need::Block(n) = need
         && up.head() >= n
@@ -162,20 +162,27 @@ pub(crate) fn lacks_it(chain: &Chain, up: &Upstream, need: Need, err: &RawValue)
     lacks
 }
 
-/// Whether the JSON-RPC error object `err` says the node lacks the data (see
+/// The message of the JSON-RPC error object `err` when it says the node lacks the data (see
 /// [`policy::error_means_behind`]): no answer, neither right nor wrong.
-pub(crate) fn error_means_lacking(err: &RawValue) -> bool {
+pub(crate) fn lacking_message(err: &RawValue) -> Option<String> {
     serde_json::from_str::<ErrorObject>(err.get())
-        .is_ok_and(|e| policy::error_means_behind(&e.message))
+        .ok()
+        .filter(|e| policy::error_means_behind(&e.message))
+        .map(|e| e.message)
 }
 
-/// [`lacks_it`] for a whole JSON-RPC response body that is not a usable answer.
-pub(crate) fn note_if_lacking(chain: &Chain, up: &Upstream, need: Need, body: &[u8]) {
-    if let Ok(reply) = serde_json::from_slice::<Reply<'_>>(body)
-        && let Some(err) = reply.error
-    {
-        lacks_it(chain, up, need, err);
-    }
+/// [`lacks_it`] for a whole JSON-RPC response body that is not a usable answer; returns the
+/// error's message when it says the node lacks the data.
+pub(crate) fn note_if_lacking(
+    chain: &Chain,
+    up: &Upstream,
+    need: Need,
+    body: &[u8],
+) -> Option<String> {
+    let reply = serde_json::from_slice::<Reply<'_>>(body).ok()?;
+    let message = lacking_message(reply.error?)?;
+    lacks_it(chain, up, need, reply.error?);
+    Some(message)
 }
 
 /// An answer held back while a better one may come from another upstream.

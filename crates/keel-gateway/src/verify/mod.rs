@@ -255,7 +255,10 @@ fn body_for(method: &str, params: &RawValue) -> Bytes {
 /// liar: its call counts as failed and another upstream is asked.
 fn canonical_answer(method: &str, field: Option<&str>, body: &[u8]) -> Option<Vec<u8>> {
     let reply: Reply<'_> = serde_json::from_slice(body).ok()?;
-    if reply.error.is_some_and(crate::forward::error_means_lacking) {
+    if reply
+        .error
+        .is_some_and(|e| crate::forward::lacking_message(e).is_some())
+    {
         return None;
     }
     keel_verify::canonical_answer(method, field, reply.result, reply.error)

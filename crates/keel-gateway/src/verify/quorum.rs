@@ -126,7 +126,7 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
     };
     let mut answers: Vec<Answer> = Vec::new();
     let mut canon: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut failed_names: Vec<String> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
     let mut disagreement: Option<(String, Vec<Vec<String>>)> = None;
     loop {
         if calls.is_empty() {
@@ -162,27 +162,34 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
         let Some((up, result)) = next else {
             continue;
         };
+        // The canonical answer, or why there is none (naming the upstream).
         let canonical = match &result {
-            Ok(b) => {
-                let c = canonical_answer(q.method, q.field, b);
-                match (q.need, &c) {
-                    (Need::Block(n), Some(_)) => up.note_kept_history(n),
-                    (Need::Block(_), None) => forward::note_if_lacking(ctx.chain, &up, q.need, b),
-                    _ => {}
+            Ok(b) => match canonical_answer(q.method, q.field, b) {
+                Some(c) => {
+                    if let Need::Block(n) = q.need {
+                        up.note_kept_history(n);
+                    }
+                    Ok(c)
                 }
-                c
-            }
-            Err(_) => None,
+                None => Err(match forward::note_if_lacking(ctx.chain, &up, q.need, b) {
+                    Some(m) => format!("{}: \"{m}\"", up.name()),
+                    None => format!("{}: not a JSON-RPC answer", up.name()),
+                }),
+            },
+            Err(e) => Err(e.to_string()),
         };
-        let (Some(c), Ok(b)) = (canonical, result) else {
-            failed_names.push(up.name().to_owned());
-            let replacement = spare
-                .pop_front()
-                .or_else(|| ctx.chain.fastest(q.need, &tried, 1).pop());
-            if let Some(next) = replacement {
-                launch(next, &mut tried, &mut calls);
+        let (b, c) = match (result, canonical) {
+            (Ok(b), Ok(c)) => (b, c),
+            (_, why) => {
+                failures.push(why.err().unwrap_or_default());
+                let replacement = spare
+                    .pop_front()
+                    .or_else(|| ctx.chain.fastest(q.need, &tried, 1).pop());
+                if let Some(next) = replacement {
+                    launch(next, &mut tried, &mut calls);
+                }
+                continue;
             }
-            continue;
         };
         canon.push((up.name().to_owned(), c));
         answers.push(Answer {
@@ -229,10 +236,14 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
             q.method,
             answers.len()
         ),
-        (Some((d, _)), false) => format!("verification failed: {d}"),
+        (Some((d, _)), false) if failures.is_empty() => format!("verification failed: {d}"),
+        (Some((d, _)), false) => format!(
+            "verification failed: {d}; no answer from {}",
+            failures.join("; ")
+        ),
         (None, false) => format!(
             "verification failed: every upstream asked failed ({})",
-            failed_names.join(", ")
+            failures.join("; ")
         ),
     };
     let groups = disagreement.map(|(_, g)| g).unwrap_or_default();

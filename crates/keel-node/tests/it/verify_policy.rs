@@ -454,7 +454,13 @@ async fn a_pruned_node_is_asked_for_old_state_last_and_never_taken_for_a_liar() 
         |c| c.chains[0].verify.late_answers = LateAnswers::Check,
     )
     .await;
-    let (_, verified, v) = vcall(&r.rpc_url("dev"), "quorum", "eth_getBalance", balance).await;
+    let (_, verified, v) = vcall(
+        &r.rpc_url("dev"),
+        "quorum",
+        "eth_getBalance",
+        balance.clone(),
+    )
+    .await;
     assert_eq!(
         (&v["result"], verified.as_str()),
         (&honest, "quorum:2/3"),
@@ -468,6 +474,31 @@ async fn a_pruned_node_is_asked_for_old_state_last_and_never_taken_for_a_liar() 
         .await
     );
     assert_no_evidence(&r, "a node lacking old state was taken for a liar");
+    drop(r);
+
+    // When too few can answer, the error says why the others could not.
+    let pruned2 = crate::support::pruned_copy(&urls[0], &["--timestamp", "1700000000"]).await;
+    let r = start(
+        &[
+            ("pruned", &pruned.url()),
+            ("pruned2", &pruned2.url()),
+            ("a", &urls[1]),
+        ],
+        |_| {},
+    )
+    .await;
+    let (_, verified, v) = vcall(&r.rpc_url("dev"), "quorum", "eth_getBalance", balance).await;
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(
+        (v["error"]["code"].as_i64(), verified.as_str()),
+        (Some(-32004), "none"),
+        "{v}"
+    );
+    assert!(
+        message.contains("pruned: \"BlockOutOfRangeError")
+            && message.contains("pruned2: \"BlockOutOfRangeError"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
