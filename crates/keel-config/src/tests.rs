@@ -287,3 +287,26 @@ fn gateway_workers_are_bounded() {
         "{e}"
     );
 }
+
+#[test]
+fn content_timeouts_must_be_longer_than_zero() {
+    let c = load(&format!(
+        "{MINIMAL}[content]\nupload_idle_timeout = \"2s\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.content.map(|c| c.upload_idle_timeout),
+        Some(Duration::from_secs(2))
+    );
+    let e = load(&format!(
+        "{MINIMAL}[content]\nupload_idle_timeout = \"0s\"\n"
+    ))
+    .expect_err("zero")
+    .to_string();
+    assert!(
+        e.starts_with("keel.toml:16:")
+            && e.contains("`content.upload_idle_timeout`")
+            && e.contains("longer than zero"),
+        "{e}"
+    );
+}

@@ -122,6 +122,15 @@ impl Config {
                 "give the admin listener its own port",
             ));
         }
+        if let Some(c) = &self.content {
+            for (d, key) in [
+                (c.missing_block_timeout, "missing_block_timeout"),
+                (c.request_timeout, "request_timeout"),
+                (c.upload_idle_timeout, "upload_idle_timeout"),
+            ] {
+                positive(d, vec![Key("content"), Key(key)])?;
+            }
+        }
         if self.chains.is_empty() && self.devnet.is_none() {
             return Err(Violation::new(
                 vec![Key("chains")],
