@@ -439,11 +439,15 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                     Err(_) => return (failed(req, code::INTERNAL, "internal error", out), 0),
                 },
             };
-            // Not re-pinned (an explicit number, a hash, no block argument): what the method
-            // and its block argument need, as for an unverified read.
+            // Not re-pinned: an explicit block number (or a known block hash) needs upstreams
+            // that have that block, as for an unverified read; anything else, upstreams near
+            // the head (a far-behind node would answer "not found" and look like a liar).
             let need = match policy::route(ctx.chain, &req.method, req.params) {
-                Route::Read { need, .. } => need,
-                Route::Broadcast { .. } => Need::Head,
+                Route::Read {
+                    need: Need::Block(n),
+                    ..
+                } => Need::Block(n),
+                _ => Need::Head,
             };
             (p, None, need)
         }
