@@ -76,9 +76,8 @@ impl PinKind {
 /// `flock` lets new shared holders in while an exclusive one waits, so a stream of overlapping
 /// sessions could hold GC off for ever. A second lock, `gc.gate`, prevents that: a session
 /// passes through it (shared, for an instant) before taking `gc.lock`, and GC holds it
-/// exclusively while it waits, so new sessions queue behind a waiting GC. Hence a session must
-/// never be started while the same thread holds one: behind a waiting GC it would wait for
-/// itself.
+/// exclusively while it waits, so new sessions queue behind a waiting GC. Hence an operation
+/// holding a session must never start another: behind a waiting GC it would wait for itself.
 #[derive(Debug)]
 pub struct WriteSession {
     _lock: fs::File,

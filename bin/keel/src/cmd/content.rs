@@ -359,7 +359,7 @@ fn pin(cmd: PinCommand) -> anyhow::Result<ExitCode> {
             writeln!(
                 out(),
                 "pinned {c} {}",
-                if direct { "direct" } else { "recursively" }
+                if direct { "directly" } else { "recursively" }
             )?;
         }
         PinCommand::Rm { cid, store } => {

@@ -299,6 +299,17 @@ fn content_pins_and_gc_from_the_command_line() {
 
     let (code, out, err) = run(&["pin", "rm", cid]);
     assert_eq!((code, out), (0, format!("unpinned {cid}\n")), "{err}");
+    // A direct pin keeps its one block (this file has no other).
+    let (code, out, err) = run(&["pin", "add", "--direct", cid]);
+    assert_eq!(
+        (code, out),
+        (0, format!("pinned {cid} directly\n")),
+        "{err}"
+    );
+    assert_eq!(run(&["pin", "ls"]).1, format!("{cid} direct\n"));
+    assert!(run(&["gc", "-q"]).1.starts_with("removed 0 blocks"));
+    let (code, _, err) = run(&["pin", "rm", cid]);
+    assert_eq!(code, 0, "{err}");
     let (code, _, err) = run(&["pin", "rm", cid]);
     assert_eq!(code, 1);
     assert!(err.contains("is not pinned"), "{err}");
