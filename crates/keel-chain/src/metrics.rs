@@ -43,6 +43,9 @@ pub struct ChainMetrics {
     pub upstream_in_flight: Family<UpstreamLabels, Gauge>,
     /// Times the upstream's circuit breaker opened.
     pub upstream_ejections: Family<UpstreamLabels, Gauge>,
+    /// Oldest block the upstream is known to keep, when it said it lacks older ones (a pruned
+    /// node); 0 when no gap is known.
+    pub upstream_history_from: Family<UpstreamLabels, Gauge>,
     /// Head polls that failed.
     pub head_poll_failures: Family<UpstreamLabels, Counter>,
     /// Highest head seen on the chain.
@@ -88,6 +91,11 @@ impl ChainMetrics {
             self.upstream_ejections.clone(),
         );
         registry.register(
+            "upstream_history_from",
+            "Oldest block the upstream is known to keep (pruned below it); 0 when no gap is known",
+            self.upstream_history_from.clone(),
+        );
+        registry.register(
             "head_poll_failures",
             "Head polls that failed",
             self.head_poll_failures.clone(),
@@ -125,6 +133,9 @@ impl ChainMetrics {
         self.upstream_ejections
             .get_or_create(&l)
             .set(as_i64(snap.ejections));
+        self.upstream_history_from
+            .get_or_create(&l)
+            .set(as_i64(u.history_from().unwrap_or(0)));
         self.chain_head
             .get_or_create(&ChainLabels {
                 chain: chain.name().to_owned(),

@@ -221,6 +221,11 @@ impl Upstream {
         self.history.has(block);
     }
 
+    /// The oldest block it is known to keep, when it is known to lack older ones (pruned).
+    pub fn history_from(&self) -> Option<u64> {
+        self.history.known_below(Instant::now())
+    }
+
     /// Whether it is known to lack `block` (pruned), as of `now`.
     pub fn lacks_history(&self, block: u64, now: Instant) -> bool {
         self.history.is_missing(block, now)
@@ -422,7 +427,7 @@ impl Upstream {
             in_flight: self.in_flight(),
             score: self.score(),
             health: self.health.snapshot(),
-            history_from: self.history.known_below(Instant::now()),
+            history_from: self.history_from(),
         }
     }
 

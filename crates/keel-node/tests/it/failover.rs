@@ -341,6 +341,15 @@ async fn state_a_node_no_longer_keeps_is_read_from_one_that_does() {
         (history_from("pruned"), history_from("archive")),
         (json!(2), json!(null))
     );
+    // Also a gauge, refreshed after each head poll.
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            let m = crate::support::get_text(&r.admin("/metrics")).await;
+            m.contains("keel_upstream_history_from{chain=\"dev\",upstream=\"pruned\"} 2\n")
+                && m.contains("keel_upstream_history_from{chain=\"dev\",upstream=\"archive\"} 0\n")
+        })
+        .await
+    );
     // Reads at the head still go to the pruned node alone.
     let (_, h, v) = call(&url, "eth_getBalance", json!([DEV_ADDR_0, "latest"])).await;
     assert!(v["result"].is_string(), "{v}");
