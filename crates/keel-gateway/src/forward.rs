@@ -142,33 +142,13 @@ pub(crate) async fn serve(
 }
 
 /// Whether the JSON-RPC error `err` that `up` answered a request needing `need` with means "I
-/// lack it" ("header not found", "missing trie node", ...). When it does and the request was
-/// for a block `up`'s head is past, `up` has pruned that block and the ones before, and is
-/// asked for them last from now on (see [`Chain::select`]).
+/// lack it" ("header not found", "missing trie node", ...); if so, see [`note_lacking`].
 pub(crate) fn lacks_it(chain: &Chain, up: &Upstream, need: Need, err: &RawValue) -> bool {
-    let lacks = lacking_message(err).is_some();
-    if lacks
-        && let Need::Block(n) = need
-        && up.head() >= n
-        && up.note_missing_history(n)
-    {
-        tracing::info!(
-            chain = chain.name(),
-            upstream = up.name(),
-            block = n,
-            "upstream lacks this block's state and older ones (pruned); other upstreams are asked for them first"
-        );
+    let lacks = policy::lacking_message(err).is_some();
+    if lacks {
+        note_lacking(chain, up, need);
     }
     lacks
-}
-
-/// The message of the JSON-RPC error object `err` when it says the node lacks the data (see
-/// [`policy::error_means_behind`]): no answer, neither right nor wrong.
-pub(crate) fn lacking_message(err: &RawValue) -> Option<String> {
-    serde_json::from_str::<ErrorObject>(err.get())
-        .ok()
-        .filter(|e| policy::error_means_behind(&e.message))
-        .map(|e| e.message)
 }
 
 /// [`lacks_it`] for a whole JSON-RPC response body that is not a usable answer; returns the
@@ -180,9 +160,26 @@ pub(crate) fn note_if_lacking(
     body: &[u8],
 ) -> Option<String> {
     let reply = serde_json::from_slice::<Reply<'_>>(body).ok()?;
-    let message = lacking_message(reply.error?)?;
-    lacks_it(chain, up, need, reply.error?);
+    let message = policy::lacking_message(reply.error?)?;
+    note_lacking(chain, up, need);
     Some(message)
+}
+
+/// After `up` said it lacks what a request needing `need` asked for: when that was a block its
+/// head is past, it has pruned that block and the ones before, and is asked for them last from
+/// now on (see [`Chain::select`]).
+fn note_lacking(chain: &Chain, up: &Upstream, need: Need) {
+    if let Need::Block(n) = need
+        && up.head() >= n
+        && up.note_missing_history(n)
+    {
+        tracing::info!(
+            chain = chain.name(),
+            upstream = up.name(),
+            block = n,
+            "upstream lacks this block's state and older ones (pruned); other upstreams are asked for them first"
+        );
+    }
 }
 
 /// An answer held back while a better one may come from another upstream.

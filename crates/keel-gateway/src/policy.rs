@@ -174,6 +174,15 @@ pub fn error_means_behind(message: &str) -> bool {
     .any(|s| m.contains(s))
 }
 
+/// The message of the JSON-RPC error object `err` when it says the node lacks the data (see
+/// [`error_means_behind`]): no answer, neither right nor wrong.
+pub fn lacking_message(err: &RawValue) -> Option<String> {
+    serde_json::from_str::<crate::jsonrpc::ErrorObject>(err.get())
+        .ok()
+        .filter(|e| error_means_behind(&e.message))
+        .map(|e| e.message)
+}
+
 /// Whether a broadcast error means the node already has the transaction.
 pub fn error_means_known(message: &str) -> bool {
     let m = message.to_ascii_lowercase();

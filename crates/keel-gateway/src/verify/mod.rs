@@ -257,7 +257,7 @@ fn canonical_answer(method: &str, field: Option<&str>, body: &[u8]) -> Option<Ve
     let reply: Reply<'_> = serde_json::from_slice(body).ok()?;
     if reply
         .error
-        .is_some_and(|e| crate::forward::lacking_message(e).is_some())
+        .is_some_and(|e| crate::policy::lacking_message(e).is_some())
     {
         return None;
     }
