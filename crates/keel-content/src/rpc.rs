@@ -31,7 +31,8 @@ use crate::Error;
 use crate::block::{DAG_PB, RAW, cid_for, parse_cid};
 use crate::http::{AppState, Query, percent_decode};
 use crate::importer::{
-    BlockSink, DirChild, ImportOptions, Imported, NullSink, build_directory, import_reader,
+    AddFlags, BlockSink, DirChild, ImportOptions, Imported, NullSink, build_directory,
+    import_reader,
 };
 use crate::store::PinKind;
 use crate::unixfs::{self, EntryKind};
@@ -166,41 +167,51 @@ impl<S: Send + Sync> FromRequestParts<S> for KuboArg {
     }
 }
 
-fn import_options(q: &Query) -> Result<ImportOptions, Error> {
-    let mut o = match q.get("profile") {
-        Some(p) => ImportOptions::profile(p)?,
-        None => ImportOptions::default(),
+/// The DAG-shaping `add` options of the query, as given (see [`AddFlags`]).
+fn add_flags(q: &Query) -> Result<AddFlags, Error> {
+    let number = |key: &str| -> Result<Option<u64>, Error> {
+        q.get(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| Error::InvalidArgument {
+                    input: format!("{key}={v}"),
+                    reason: "expected a non-negative integer".to_owned(),
+                })
+            })
+            .transpose()
     };
-    if let Some(v) = q.get("cid-version") {
-        match v {
-            "0" => o.cid_version = cid::Version::V0,
-            "1" => {
-                o.cid_version = cid::Version::V1;
-                o.raw_leaves = true;
-            }
-            _ => {
-                return Err(Error::InvalidOptions(format!("cid-version {v} (0 or 1)")));
-            }
+    let given = |key: &str| -> Result<Option<bool>, Error> {
+        q.get(key).map(|_| q.flag(key, false)).transpose()
+    };
+    let mut metadata = None;
+    for key in [
+        "preserve-mode",
+        "preserve-mtime",
+        "mode",
+        "mtime",
+        "mtime-nsecs",
+    ] {
+        let set = match key {
+            "preserve-mode" | "preserve-mtime" => given(key)?.unwrap_or(false),
+            _ => number(key)?.is_some_and(|n| n != 0),
+        };
+        if set && metadata.is_none() {
+            metadata = Some(key);
         }
     }
-    if q.get("raw-leaves").is_some() {
-        o.raw_leaves = q.flag("raw-leaves", false)?;
-    }
-    if let Some(c) = q.get("chunker") {
-        o.set_chunker(c)?;
-    }
-    if q.get("trickle").is_some() && q.flag("trickle", false)? {
-        return Err(Error::InvalidOptions(
-            "the trickle layout is not supported".to_owned(),
-        ));
-    }
-    if q.get("hash").is_some_and(|h| h != "sha2-256") {
-        return Err(Error::InvalidOptions(
-            "only sha2-256 is supported".to_owned(),
-        ));
-    }
-    o.validate()?;
-    Ok(o)
+    Ok(AddFlags {
+        profile: q.get("profile").map(str::to_owned),
+        cid_version: number("cid-version")?,
+        raw_leaves: given("raw-leaves")?,
+        chunker: q.get("chunker").map(str::to_owned),
+        max_file_links: number("max-file-links")?,
+        hash: q.get("hash").map(str::to_owned),
+        trickle: given("trickle")?.unwrap_or(false),
+        inline: given("inline")?.unwrap_or(false),
+        nocopy: given("nocopy")?.unwrap_or(false),
+        metadata,
+        max_directory_links: number("max-directory-links")?,
+        max_hamt_fanout: number("max-hamt-fanout")?,
+    })
 }
 
 /// A path inside an upload: `/`-separated, every segment safe.
@@ -255,7 +266,7 @@ async fn feed_part(
 }
 
 async fn add(State(st): State<AppState>, KuboQuery(q): KuboQuery, mp: Multipart) -> Response {
-    let opts = match import_options(&q) {
+    let opts = match add_flags(&q).and_then(|f| f.import_options()) {
         Ok(o) => o,
         Err(e) => return err(&e),
     };
