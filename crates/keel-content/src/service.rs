@@ -86,7 +86,9 @@ async fn listen(addr: SocketAddr) -> Result<TcpListener, Error> {
 }
 
 impl ContentService {
-    /// Opens the store under `data_dir` and binds the enabled listeners.
+    /// Opens the store of the data directory `data_dir` (blocks under `<data_dir>/content`,
+    /// the same store `keel content … --data-dir <data_dir>` uses) and binds the enabled
+    /// listeners.
     pub async fn bind(cfg: &ContentConfig, data_dir: &Path) -> Result<Self, Error> {
         Self::bind_with_metrics(cfg, data_dir, Arc::new(Metrics::default())).await
     }

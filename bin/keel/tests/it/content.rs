@@ -176,3 +176,143 @@ async fn cli_and_rpc_add_give_the_same_cid_for_every_flag_combination() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Stops `keel up` with SIGTERM and waits for it.
+struct Up(std::process::Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// `keel up` and `keel content … --data-dir` share one store: what the node adds through its
+/// Kubo RPC, the CLI reads and lists, and the CLI's GC waits for the node's unfinished upload
+/// (the GC lock is the same file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_works_on_the_store_and_lock_of_a_running_node() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("keel.toml");
+    let rpc = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:{}\"\n[admin]\nlisten = \"127.0.0.1:{}\"\n\
+             [[chains]]\nname = \"dev\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n\
+             [content]\ngateway_listen = \"off\"\nrpc_listen = \"127.0.0.1:{rpc}\"\n",
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let _up = Up(Command::new(KEEL)
+        .args([
+            "up",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap());
+    let url = format!("http://127.0.0.1:{rpc}");
+    let http = reqwest::Client::new();
+    let up = keel_testkit::eventually(std::time::Duration::from_secs(30), async || {
+        matches!(http.post(format!("{url}/api/v0/version")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    assert!(up, "keel up's Kubo RPC did not come up");
+    let cli = |args: &[&str]| {
+        let out = Command::new(KEEL)
+            .arg("content")
+            .args(args)
+            .args(["--data-dir", data.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // Added through the node, read and listed by the CLI.
+    let bytes = b"added through the running node\n";
+    let cid = rpc_add(&http, &url, "pin=true", bytes).await.unwrap();
+    let (code, out, err) = cli(&["cat", &cid]);
+    assert_eq!((code, out.as_bytes()), (Some(0), &bytes[..]), "{err}");
+    assert_eq!(cli(&["pin", "ls"]).1, format!("{cid} recursive\n"));
+
+    // An upload in progress in the node holds the GC lock that the CLI's GC takes.
+    let mut upload = tokio::net::TcpStream::connect(("127.0.0.1", rpc))
+        .await
+        .unwrap();
+    let part = b"--B\r\ncontent-disposition: form-data; name=\"file\"; filename=\"slow.bin\"\r\ncontent-type: application/octet-stream\r\n\r\n";
+    let (first, rest) = (vec![7u8; 1000], vec![8u8; 1000]);
+    let end = b"\r\n--B--\r\n";
+    let len = part.len() + first.len() + rest.len() + end.len();
+    let head = format!(
+        "POST /api/v0/add?pin=true HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: multipart/form-data; boundary=B\r\nconnection: close\r\ncontent-length: {len}\r\n\r\n"
+    );
+    upload.write_all(head.as_bytes()).await.unwrap();
+    upload.write_all(part).await.unwrap();
+    upload.write_all(&first).await.unwrap();
+    let lock = data.join("content/gc.lock");
+    let held = keel_testkit::eventually(std::time::Duration::from_secs(30), async || {
+        std::fs::File::open(&lock)
+            .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+    })
+    .await;
+    assert!(held, "the node's upload does not hold {}", lock.display());
+    let (gc_tx, gc_rx) = std::sync::mpsc::channel();
+    let gc = {
+        let data = data.clone();
+        std::thread::spawn(move || {
+            let out = Command::new(KEEL)
+                .args(["content", "gc", "--data-dir", data.to_str().unwrap()])
+                .output()
+                .unwrap();
+            let _ = gc_tx.send(());
+            out
+        })
+    };
+    assert!(
+        gc_rx
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err(),
+        "keel content gc ran while the node's upload was unfinished"
+    );
+    upload.write_all(&rest).await.unwrap();
+    upload.write_all(end).await.unwrap();
+    let mut answer = String::new();
+    upload.read_to_string(&mut answer).await.unwrap();
+    let slow_cid = answer
+        .split("\"Hash\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no CID in {answer}"))
+        .to_owned();
+    let out = gc.join().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    // The upload finished (and pinned) first: nothing of it was collected.
+    assert!(report.starts_with("removed 0 blocks"), "{report}");
+    assert_eq!(cli(&["cat", &slow_cid]).0, Some(0));
+    assert_eq!(cli(&["pin", "ls"]).1.lines().count(), 2);
+}
