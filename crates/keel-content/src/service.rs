@@ -48,7 +48,7 @@ pub fn gateway_router(cfg: &ContentConfig, store: Blockstore) -> Router {
                 .clone()
                 .map(|r| Arc::new(RateLimiter::new(r))),
             access_log: Some(cfg.access_log.clone()),
-            request_timeout: cfg.request_timeout,
+            request_timeout: Some(cfg.request_timeout),
         },
         edge,
     ))
@@ -72,7 +72,8 @@ pub fn rpc_router(cfg: &ContentConfig, store: Blockstore) -> Result<Router, Erro
                 metrics: store.metrics().clone(),
                 limiter: None,
                 access_log: None,
-                request_timeout: cfg.request_timeout,
+                // Applied per route: uploads are bounded by their pace instead.
+                request_timeout: None,
             },
             edge,
         )),
