@@ -61,8 +61,21 @@ impl FileCache {
         }
     }
 
-    pub(crate) fn get(&self, cid: &cid::Cid) -> Option<CachedFile> {
-        self.inner.lock().ok()?.0.get(cid).cloned()
+    /// The cached file, if its block is still in the store: a GC (in this process or in
+    /// another, `keel content gc`) may have removed it since it was cached, and then it is
+    /// dropped here. Checking costs one `stat`, not a read and a hash.
+    pub(crate) fn get_stored(&self, cid: &cid::Cid, bs: &Blockstore) -> Option<CachedFile> {
+        let f = self.inner.lock().ok()?.0.get(cid).cloned()?;
+        if bs.has(cid) {
+            return Some(f);
+        }
+        let mut g = self.inner.lock().ok()?;
+        let (map, order, used) = &mut *g;
+        if let Some(f) = map.remove(cid) {
+            *used -= f.data.len();
+            order.retain(|c| c != cid);
+        }
+        None
     }
 
     pub(crate) fn insert(&self, cid: cid::Cid, file: CachedFile) {
@@ -394,11 +407,31 @@ impl Query {
     }
 }
 
-/// Per-IP token buckets.
+/// Per-client token buckets. A client is an IPv4 address or an IPv6 /64 (one subscriber's
+/// network: a host picks any of its 2^64 addresses at will, so a per-address limit would be
+/// no limit at all); IPv4-mapped IPv6 addresses count as their IPv4 address.
+///
+/// The table holds at most `max_tracked_clients` buckets. When a new client finds it full,
+/// buckets that have refilled completely (idle clients) are dropped first, then the least
+/// recently seen eighth; a new client always gets a bucket and is always limited, whatever
+/// the table holds (a full table never lets requests through unchecked).
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     cfg: RateLimitConfig,
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+/// The rate-limit key of a client address (see [`RateLimiter`]).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    }
 }
 
 impl RateLimiter {
@@ -409,24 +442,39 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `ip`; `false` when the client is over its limit.
+    /// Takes one token for `ip`'s client; `false` when the client is over its limit.
     pub(crate) fn check(&self, ip: IpAddr) -> bool {
+        let key = client_key(ip);
         let now = Instant::now();
         let rate = f64::from(self.cfg.requests_per_second.max(1));
         let burst = f64::from(self.cfg.burst.max(1));
-        let Ok(mut map) = self.buckets.lock() else {
-            return true;
-        };
-        if map.len() >= self.cfg.max_tracked_clients && !map.contains_key(&ip) {
+        let max = self.cfg.max_tracked_clients.max(1);
+        // A bucket map cannot be left half-updated: a panic elsewhere does not poison it.
+        let mut map = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= max && !map.contains_key(&key) {
             // Forget clients whose bucket has refilled completely: they are idle.
             map.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
             });
-            if map.len() >= self.cfg.max_tracked_clients {
-                return true;
+            if map.len() >= max {
+                // Every tracked client is active: forget the least recently seen eighth (at
+                // least one), so the cost of making room is spread over many new clients.
+                let mut seen: Vec<Instant> = map.values().map(|(_, at)| *at).collect();
+                let n = (max / 8).clamp(1, seen.len());
+                let (_, cutoff, _) = seen.select_nth_unstable(n - 1);
+                let cutoff = *cutoff;
+                let mut dropped = 0;
+                map.retain(|_, (_, at)| {
+                    let drop = *at <= cutoff && dropped < n;
+                    dropped += usize::from(drop);
+                    !drop
+                });
             }
         }
-        let (tokens, at) = map.entry(ip).or_insert((burst, now));
+        let (tokens, at) = map.entry(key).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
         *at = now;
         if *tokens >= 1.0 {
@@ -628,6 +676,46 @@ mod tests {
         let mut p = Pace::new(0, ms(1000));
         p.record(ms(900), 1);
         assert_eq!(p.credit, ms(1000));
+    }
+
+    #[test]
+    fn rate_limiter_counts_an_ipv6_slash_64_as_one_client() {
+        let l = RateLimiter::new(RateLimitConfig {
+            requests_per_second: 1,
+            burst: 2,
+            max_tracked_clients: 10,
+        });
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:ffff:1234:5678:9abc".parse().expect("ip");
+        assert!(l.check(a) && l.check(b));
+        assert!(
+            !l.check("2001:db8:1:2::77".parse().expect("ip")),
+            "same /64"
+        );
+        assert!(
+            l.check("2001:db8:1:3::1".parse().expect("ip")),
+            "another /64"
+        );
+        // An IPv4-mapped address is its IPv4 client.
+        assert!(l.check(IpAddr::from([192, 0, 2, 1])) && l.check(IpAddr::from([192, 0, 2, 1])));
+        assert!(!l.check("::ffff:192.0.2.1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn a_full_rate_limiter_table_still_limits_every_client() {
+        let l = RateLimiter::new(RateLimitConfig {
+            requests_per_second: 1,
+            burst: 1,
+            max_tracked_clients: 2,
+        });
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        assert!(l.check(ip(1)) && l.check(ip(2)));
+        // The table is full of active clients; a third is tracked (and limited) all the same.
+        for n in 3..50 {
+            assert!(l.check(ip(n)), "client {n}'s first request");
+            assert!(!l.check(ip(n)), "client {n} got past a full table");
+        }
+        assert!(l.buckets.lock().expect("map").len() <= 2);
     }
 
     #[test]
