@@ -108,7 +108,7 @@ struct Inner {
     blocks: PathBuf,
     /// This store's own temp directory, `tmp/<instance>`.
     tmp: PathBuf,
-    /// `tmp` opened and `flock`ed exclusively while the store is open: other processes'
+    /// `tmp/lock`, `flock`ed exclusively while the store is open: other processes'
     /// [`Blockstore::open`] leave the directory alone.
     _tmp_lock: fs::File,
     pins: PathBuf,
@@ -148,11 +148,23 @@ impl Drop for Inner {
     }
 }
 
-/// Removes what under `tmp` belongs to no open store: temp directories whose `flock` nobody
+/// The file in each store's temp directory that the store holds an `flock` on while open (a
+/// file, not the directory: NFS emulates `flock` with write locks, which need a writable file).
+const TEMP_LOCK: &str = "lock";
+
+/// How old a temp directory without a lock file must be before it is taken for the leftover of
+/// a store that crashed while creating it (younger, it may be a store being opened right now).
+const UNLOCKED_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes what under `tmp` belongs to no open store: temp directories whose lock nobody
 /// holds (their store's process is gone), and loose temp files of keel versions that wrote
 /// them directly into `tmp`.
 fn remove_stale_temp(tmp: &Path) -> Result<(), Error> {
     let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let remove_dir = |p: &Path| match fs::remove_dir_all(p) {
+        Err(e) if !gone(&e) => Err(Error::io(p)(e)),
+        _ => Ok(()),
+    };
     for entry in fs::read_dir(tmp).map_err(Error::io(tmp))? {
         let entry = entry.map_err(Error::io(tmp))?;
         let p = entry.path();
@@ -167,25 +179,32 @@ fn remove_stale_temp(tmp: &Path) -> Result<(), Error> {
                 _ => continue,
             }
         }
-        let dir = match fs::File::open(&p) {
-            Ok(d) => d,
-            Err(e) if gone(&e) => continue,
+        let lock = match fs::OpenOptions::new().write(true).open(p.join(TEMP_LOCK)) {
+            Ok(f) => f,
+            Err(e) if gone(&e) => {
+                let old = fs::metadata(&p)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > UNLOCKED_TEMP_AGE);
+                if old {
+                    remove_dir(&p)?;
+                }
+                continue;
+            }
             Err(e) => return Err(Error::io(&p)(e)),
         };
-        match dir.try_lock() {
+        match lock.try_lock() {
             // Held by a store open in some process: in-flight writes live there.
             Err(fs::TryLockError::WouldBlock) => continue,
             Err(fs::TryLockError::Error(e)) => return Err(Error::io(&p)(e)),
-            Ok(()) => match fs::remove_dir_all(&p) {
-                Err(e) if !gone(&e) => return Err(Error::io(&p)(e)),
-                _ => {}
-            },
+            Ok(()) => remove_dir(&p)?,
         }
     }
     Ok(())
 }
 
-/// Creates and locks this store's own temp directory under `tmp`.
+/// Creates this store's own temp directory under `tmp` and locks its lock file.
 fn own_temp_dir(tmp: &Path) -> Result<(PathBuf, fs::File), Error> {
     use std::os::unix::fs::MetadataExt;
     let nanos = std::time::SystemTime::now()
@@ -200,16 +219,26 @@ fn own_temp_dir(tmp: &Path) -> Result<(PathBuf, fs::File), Error> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io(&dir)(e)),
         }
-        let f = fs::File::open(&dir).map_err(Error::io(&dir))?;
+        let path = dir.join(TEMP_LOCK);
+        let f = match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            // Another process's open took the directory for stale and removed it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&path)(e)),
+        };
         match f.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => continue,
-            Err(fs::TryLockError::Error(e)) => return Err(Error::io(&dir)(e)),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path)(e)),
         }
-        // Another process's open may have taken it for stale and removed it between our
-        // `create_dir` and our lock: then the path no longer names what we hold.
-        let ours = f.metadata().map_err(Error::io(&dir))?;
-        match fs::metadata(&dir) {
+        // Another process's open may have locked and removed it between our `open` and our
+        // lock: then the path no longer names the file we hold.
+        let ours = f.metadata().map_err(Error::io(&path))?;
+        match fs::metadata(&path) {
             Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => return Ok((dir, f)),
             _ => last = Some(dir),
         }
@@ -694,7 +723,11 @@ mod tests {
         assert_eq!(rep.corrupt, vec![cid]);
         let missing = cid_for(cid::Version::V1, RAW, b"nope");
         assert!(bs.get(&missing).expect_err("missing").is_not_found());
-        assert_eq!(fs::read_dir(&bs.inner.tmp).expect("tmp").count(), 0);
+        let left: Vec<_> = fs::read_dir(&bs.inner.tmp)
+            .expect("tmp")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(TEMP_LOCK)]);
     }
 
     /// The temp directories under `content/tmp`.
@@ -717,7 +750,11 @@ mod tests {
         // A crashed process left a temp directory nobody holds, and an old keel a loose file.
         let crashed = dir.path().join("content/tmp/4242-dead-0");
         fs::create_dir(&crashed).expect("mkdir");
+        fs::write(crashed.join(TEMP_LOCK), b"").expect("write");
         fs::write(crashed.join("7.tmp"), b"x").expect("write");
+        // A store being opened right now: its directory exists, its lock file not yet.
+        let opening = dir.path().join("content/tmp/4243-new-0");
+        fs::create_dir(&opening).expect("mkdir");
         let loose = dir.path().join("content/tmp/99-3.tmp");
         fs::write(&loose, b"x").expect("write");
 
@@ -731,6 +768,11 @@ mod tests {
             "{:?}",
             temp_dirs(dir.path())
         );
+        assert!(
+            opening.exists(),
+            "a directory being set up was taken for stale"
+        );
+        fs::remove_dir(&opening).expect("rmdir");
         // Both stores write and pin through their own directories.
         let cid = cid_for(cid::Version::V1, RAW, b"abc");
         first.put_verified(&cid, b"abc").expect("put");
