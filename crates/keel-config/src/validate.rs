@@ -130,6 +130,13 @@ impl Config {
             ] {
                 positive(d, vec![Key("content"), Key(key)])?;
             }
+            if c.max_concurrent_uploads == 0 {
+                return Err(Violation::new(
+                    vec![Key("content"), Key("max_concurrent_uploads")],
+                    "is 0, which refuses every upload",
+                    "use 1 or more (default 16), or turn the RPC off with rpc_listen = \"off\"",
+                ));
+            }
         }
         if self.chains.is_empty() && self.devnet.is_none() {
             return Err(Violation::new(

@@ -55,6 +55,15 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+    /// An upload's client sent nothing, or too little, for too long (see
+    /// `ContentConfig::upload_min_bytes_per_second`); the upload was abandoned.
+    #[error(
+        "upload {reason}; abandoned (blocks already stored stay unpinned until garbage collection)"
+    )]
+    UploadTooSlow {
+        /// What the client did: stalled, or how far below the minimum rate it fell.
+        reason: String,
+    },
     /// A block is not valid dag-pb / UnixFS.
     #[error("malformed block: {0}")]
     Malformed(String),

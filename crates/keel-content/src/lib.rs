@@ -38,6 +38,6 @@ pub mod unixfs;
 
 pub use cid;
 pub use error::Error;
-pub use importer::{ImportOptions, cid_of_file};
+pub use importer::{AddFlags, ImportOptions, cid_of_file};
 pub use service::{ContentService, LocalAddrs, gateway_router, rpc_router};
 pub use store::{Blockstore, WriteSession};

@@ -134,9 +134,11 @@ impl Node {
         )?;
         let mut content_addrs = None;
         if let Some(cc) = &config.content {
+            // The store lives under `<data-dir>/content`, where `keel content … --data-dir`
+            // finds it (and its GC lock): pass the data directory itself.
             let svc = keel_content::ContentService::bind_with_metrics(
                 cc,
-                &data_dir.join("content"),
+                data_dir,
                 content_metrics.clone(),
             )
             .await?;

@@ -6,7 +6,7 @@ use keel_content::importer::{
 };
 use keel_content::{Blockstore, Error, car, ops};
 
-use crate::support::data;
+use crate::support::{data, temp_files};
 
 fn store() -> (tempfile::TempDir, Blockstore) {
     let t = tempfile::tempdir().expect("tmp");
@@ -51,13 +51,7 @@ fn truncated_car_is_rejected_at_every_cut_and_store_stays_consistent() {
         assert!(matches!(e, Error::Car(_)), "cut {cut}: {e}");
         let rep = bs.verify_all().expect("verify");
         assert!(rep.corrupt.is_empty() && rep.stray.is_empty());
-        assert_eq!(
-            std::fs::read_dir(bs.root().join("tmp"))
-                .expect("tmp")
-                .count(),
-            0,
-            "no partial blocks"
-        );
+        assert_eq!(temp_files(bs.root()), 0, "no partial blocks");
     }
 }
 
@@ -275,10 +269,5 @@ fn disk_full_mid_import_is_a_clean_error_and_store_stays_consistent() {
     let rep = bs.verify_all().expect("verify");
     assert!(rep.corrupt.is_empty() && rep.stray.is_empty());
     assert_eq!(rep.checked, 5);
-    assert_eq!(
-        std::fs::read_dir(bs.root().join("tmp"))
-            .expect("tmp")
-            .count(),
-        0
-    );
+    assert_eq!(temp_files(bs.root()), 0);
 }

@@ -9,3 +9,4 @@ mod gc;
 mod roundtrip;
 mod rpc;
 mod support;
+mod uploads;
