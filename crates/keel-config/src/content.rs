@@ -46,6 +46,14 @@ pub struct ContentConfig {
     /// stalled client must not hold it for ever. Default `60s`.
     #[serde(with = "humantime_serde")]
     pub upload_idle_timeout: Duration,
+    /// Most entries one directory listing may hold (gateway listing, `ls`, `get`, tar).
+    /// A listing past it stops with an error naming the directory and this key. Each entry
+    /// costs about 150 bytes while listed. Default 1000000.
+    pub max_dir_entries: u64,
+    /// Most HAMT shard blocks read to list one sharded directory. Real directories need
+    /// about one block per ten entries (a 1000000-entry directory has about 95000).
+    /// Default 250000.
+    pub max_dir_shard_blocks: u64,
     /// Gateway access log (tracing target `keel_content::access`).
     pub access_log: AccessLogConfig,
 }
@@ -61,6 +69,8 @@ impl Default for ContentConfig {
             request_timeout: Duration::from_secs(60),
             max_upload_bytes: 4 << 30,
             upload_idle_timeout: Duration::from_secs(60),
+            max_dir_entries: 1_000_000,
+            max_dir_shard_blocks: 250_000,
             access_log: AccessLogConfig::default(),
         }
     }
@@ -200,6 +210,9 @@ mod tests {
         assert_eq!(c.gateway_listen, None);
         assert_eq!(c.missing_block_timeout, Duration::from_millis(250));
         assert_eq!(c.rate_limit.map(|r| r.burst), Some(5));
+        let c: ContentConfig =
+            toml::from_str("max_dir_entries = 10\nmax_dir_shard_blocks = 3\n").expect("parse");
+        assert_eq!((c.max_dir_entries, c.max_dir_shard_blocks), (10, 3));
         assert!(toml::from_str::<ContentConfig>("nope = 1").is_err());
     }
 
