@@ -110,6 +110,8 @@ pub(crate) struct AppState {
     /// See `ContentConfig::upload_idle_timeout`.
     pub(crate) upload_idle_timeout: Duration,
     pub(crate) cache: Arc<FileCache>,
+    /// Bounds on each directory listing (`max_dir_entries`, `max_dir_shard_blocks`).
+    pub(crate) list_limits: crate::unixfs::ListLimits,
 }
 
 impl AppState {
@@ -123,6 +125,7 @@ impl AppState {
             max_upload: cfg.max_upload_bytes,
             upload_idle_timeout: cfg.upload_idle_timeout,
             cache: Arc::new(FileCache::new(CACHE_BYTES)),
+            list_limits: crate::unixfs::ListLimits::from_config(cfg),
         }
     }
 
