@@ -59,6 +59,14 @@ pub struct ContentConfig {
     /// Most Kubo RPC uploads (`add`, `block/put`, `dag/import`) in progress at once; more
     /// are answered 503. Default 16.
     pub max_concurrent_uploads: usize,
+    /// Most entries one directory listing may hold (gateway listing, `ls`, `get`, tar).
+    /// A listing past it stops with an error naming the directory and this key. Each entry
+    /// costs about 150 bytes while listed. Default 1000000.
+    pub max_dir_entries: u64,
+    /// Most HAMT shard blocks read to list one sharded directory. Real directories need
+    /// about one block per ten entries (a 1000000-entry directory has about 95000).
+    /// Default 250000.
+    pub max_dir_shard_blocks: u64,
     /// Gateway access log (tracing target `keel_content::access`).
     pub access_log: AccessLogConfig,
 }
@@ -76,6 +84,8 @@ impl Default for ContentConfig {
             upload_idle_timeout: Duration::from_secs(60),
             upload_min_bytes_per_second: 256 << 10,
             max_concurrent_uploads: 16,
+            max_dir_entries: 1_000_000,
+            max_dir_shard_blocks: 250_000,
             access_log: AccessLogConfig::default(),
         }
     }
@@ -215,6 +225,9 @@ mod tests {
         assert_eq!(c.gateway_listen, None);
         assert_eq!(c.missing_block_timeout, Duration::from_millis(250));
         assert_eq!(c.rate_limit.map(|r| r.burst), Some(5));
+        let c: ContentConfig =
+            toml::from_str("max_dir_entries = 10\nmax_dir_shard_blocks = 3\n").expect("parse");
+        assert_eq!((c.max_dir_entries, c.max_dir_shard_blocks), (10, 3));
         assert!(toml::from_str::<ContentConfig>("nope = 1").is_err());
     }
 

@@ -310,3 +310,25 @@ fn content_timeouts_must_be_longer_than_zero() {
         "{e}"
     );
 }
+
+#[test]
+fn content_listing_limits_must_be_at_least_one() {
+    let c = load(&format!(
+        "{MINIMAL}[content]\nmax_dir_entries = 5\nmax_dir_shard_blocks = 2\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.content
+            .map(|c| (c.max_dir_entries, c.max_dir_shard_blocks)),
+        Some((5, 2))
+    );
+    for key in ["max_dir_entries", "max_dir_shard_blocks"] {
+        let e = load(&format!("{MINIMAL}[content]\n{key} = 0\n"))
+            .expect_err("zero")
+            .to_string();
+        assert!(
+            e.contains(&format!("`content.{key}`")) && e.contains("at least 1"),
+            "{e}"
+        );
+    }
+}

@@ -137,6 +137,18 @@ impl Config {
                     "use 1 or more (default 16), or turn the RPC off with rpc_listen = \"off\"",
                 ));
             }
+            for (n, key) in [
+                (c.max_dir_entries, "max_dir_entries"),
+                (c.max_dir_shard_blocks, "max_dir_shard_blocks"),
+            ] {
+                if n == 0 {
+                    return Err(Violation::new(
+                        vec![Key("content"), Key(key)],
+                        "must be at least 1",
+                        "leave it out for the default, or raise it for larger directories",
+                    ));
+                }
+            }
         }
         if self.chains.is_empty() && self.devnet.is_none() {
             return Err(Violation::new(

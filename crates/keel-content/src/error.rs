@@ -114,6 +114,32 @@ pub enum Error {
         /// What failed (a missing or corrupt block, a malformed node).
         reason: String,
     },
+    /// A directory cannot be listed: two entries share a name, or its HAMT shards are
+    /// inconsistent (a slot outside the bitfield, a sub-shard reached twice, an entry in the
+    /// wrong slot). Such a DAG is refused, never partly used.
+    #[error("directory {path} is refused: {reason}")]
+    BadDirectory {
+        /// The directory (its path where known, else its CID).
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A directory listing stopped at a configured bound or its deadline.
+    #[error("listing directory {path} stopped: {reason}")]
+    ListingAborted {
+        /// The directory (its path where known, else its CID).
+        path: String,
+        /// Which bound was reached, and the key that sets it.
+        reason: String,
+    },
+    /// `get` or a tar archive refused an entry that could write or point outside the output.
+    #[error("refusing to write {path}: {reason}")]
+    UnsafeEntry {
+        /// The entry's path in the output.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A background task failed.
     #[error("content task failed: {0}")]
     Task(String),

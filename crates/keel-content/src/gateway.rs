@@ -58,6 +58,9 @@ fn error_response(e: &Error) -> Response {
         }
         Error::Unsupported { .. } => text(StatusCode::NOT_IMPLEMENTED, e.to_string()),
         Error::WrongKind { .. } => text(StatusCode::BAD_REQUEST, e.to_string()),
+        Error::BadDirectory { .. } | Error::ListingAborted { .. } => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
         Error::Corrupt { cid } => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("block {cid} failed verification and is not served"),
@@ -239,17 +242,18 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
         return bytes_response(&f.data, &f.content_type, &etag, &headers, &uri, head);
     }
 
-    // Resolve the path (and, for UnixFS, sniff the first bytes) within the deadline.
+    // Resolve the path (and, for UnixFS, sniff the first bytes) within the deadline; the
+    // listing stops at it too, so an abandoned request does not keep working.
+    let limits = st
+        .list_limits
+        .with_deadline(std::time::Instant::now() + st.missing_block_timeout);
     let resolved = tokio::time::timeout(
         st.missing_block_timeout,
         st.blocking(move |bs| {
             let node = unixfs::resolve(bs, &cid, &path)?;
             let (index, sniff) = if format == Format::UnixFs {
                 let index = if matches!(node.kind, EntryKind::Directory | EntryKind::HamtShard) {
-                    match unixfs::entries(bs, &node)?
-                        .iter()
-                        .find(|l| l.name == "index.html")
-                    {
+                    match unixfs::child(bs, &node, "index.html")? {
                         Some(l) => Some(unixfs::load(bs, &l.cid)?),
                         None => None,
                     }
@@ -272,7 +276,7 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
                 && matches!(node.kind, EntryKind::Directory | EntryKind::HamtShard)
                 && index.is_none()
             {
-                Some(unixfs::ls(bs, &node)?)
+                Some(unixfs::ls_with(bs, &node, &limits)?)
             } else {
                 None
             };

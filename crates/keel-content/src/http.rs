@@ -126,6 +126,8 @@ pub(crate) struct AppState {
     /// See `ContentConfig::request_timeout`.
     pub(crate) request_timeout: Duration,
     pub(crate) cache: Arc<FileCache>,
+    /// Bounds on each directory listing (`max_dir_entries`, `max_dir_shard_blocks`).
+    pub(crate) list_limits: crate::unixfs::ListLimits,
 }
 
 impl AppState {
@@ -141,6 +143,7 @@ impl AppState {
             upload_min_rate: cfg.upload_min_bytes_per_second,
             request_timeout: cfg.request_timeout,
             cache: Arc::new(FileCache::new(CACHE_BYTES)),
+            list_limits: crate::unixfs::ListLimits::from_config(cfg),
         }
     }
 
@@ -181,8 +184,11 @@ impl AppState {
         .map_err(|e| Error::Task(e.to_string()))?
     }
 
-    /// A body fed by `f` running on the blocking pool through a bounded channel. An error
-    /// after the first byte aborts the body (the client sees a truncated transfer).
+    /// A body fed by `f` running on the blocking pool through a bounded channel. The answer
+    /// waits for the first chunk: an error (or panic) before it is returned here, so the
+    /// caller answers with an error status. One after it aborts the body, so the client sees
+    /// a failed transfer (an HTTP/1.1 chunked body without its last chunk, an HTTP/2 reset),
+    /// never a clean end of a truncated stream; a panic is caught and treated the same way.
     pub(crate) async fn stream<F>(&self, f: F) -> Result<Body, Error>
     where
         F: FnOnce(&Blockstore, &mut ChannelWriter) -> Result<(), Error> + Send + 'static,
@@ -193,7 +199,7 @@ impl AppState {
             .acquire_owned()
             .await
             .map_err(|_| Error::Task("job pool closed".to_owned()))?;
-        let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(BODY_CHANNEL);
+        let (tx, mut rx) = mpsc::channel::<Result<Bytes, Error>>(BODY_CHANNEL);
         let bs = self.bs.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -201,14 +207,31 @@ impl AppState {
                 tx,
                 buf: Vec::with_capacity(BODY_CHUNK),
             };
-            let res = f(&bs, &mut w).and_then(|()| w.flush().map_err(Error::from));
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f(&bs, &mut w).and_then(|()| w.flush().map_err(Error::from))
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(Error::Task(format!("response body job panicked: {what}")))
+            });
             if let Err(e) = res {
                 tracing::warn!(error = %e, "response body aborted");
-                let _ =
-                    w.tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                let _ = w.tx.blocking_send(Err(e));
             }
         });
-        let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let first = match rx.recv().await {
+            Some(Err(e)) => return Err(e),
+            first => first,
+        };
+        let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let stream = futures::StreamExt::map(
+            futures::StreamExt::chain(futures::stream::iter(first), rest),
+            |r| r.map_err(|e| std::io::Error::other(e.to_string())),
+        );
         Ok(Body::from_stream(stream))
     }
 }
@@ -302,7 +325,7 @@ pub(crate) async fn deadline(State(limit): State<Duration>, req: Request, next: 
 
 /// `Write` into a bounded channel of body chunks (blocks when the client is slow).
 pub(crate) struct ChannelWriter {
-    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    tx: mpsc::Sender<Result<Bytes, Error>>,
     buf: Vec<u8>,
 }
 
@@ -637,6 +660,63 @@ mod tests {
         assert!(l.check(ip) && l.check(ip) && l.check(ip));
         assert!(!l.check(ip));
         assert!(l.check(IpAddr::from([10, 0, 0, 2])));
+    }
+
+    /// An error or a panic in a streaming job reaches the client as an error: returned before
+    /// the first chunk (the handler answers with an error status), an aborted body after it;
+    /// never a clean end of a truncated body.
+    #[tokio::test]
+    async fn stream_errors_and_panics_are_never_a_clean_end() {
+        use http_body_util::BodyExt;
+        let t = tempfile::tempdir().expect("tmp");
+        let bs = Blockstore::open(t.path()).expect("open");
+        let st = AppState::new(bs, &ContentConfig::default());
+        let big = vec![7u8; BODY_CHUNK + 1];
+
+        let early = st
+            .stream(|_, _| Err(Error::Malformed("early".to_owned())))
+            .await;
+        assert!(matches!(early, Err(Error::Malformed(_))));
+        let early_panic = st.stream(|_, _| panic!("boom before any byte")).await;
+        match early_panic {
+            Err(Error::Task(m)) => assert!(m.contains("boom before any byte"), "{m}"),
+            other => panic!(
+                "expected the panic as an error, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+
+        let b = big.clone();
+        let late = st
+            .stream(move |_, w| {
+                w.write_all(&b)?;
+                Err(Error::Malformed("late".to_owned()))
+            })
+            .await
+            .expect("first chunk went out");
+        assert!(
+            late.collect().await.is_err(),
+            "an error after the first chunk aborts"
+        );
+        let b = big.clone();
+        let late_panic = st
+            .stream(move |_, w| {
+                w.write_all(&b)?;
+                panic!("boom mid-stream")
+            })
+            .await
+            .expect("first chunk went out");
+        assert!(
+            late_panic.collect().await.is_err(),
+            "a panic mid-stream aborts"
+        );
+
+        let b = big.clone();
+        let ok = st
+            .stream(move |_, w| w.write_all(&b).map_err(Error::from))
+            .await
+            .expect("body");
+        assert_eq!(ok.collect().await.expect("complete").to_bytes(), big);
     }
 
     #[test]

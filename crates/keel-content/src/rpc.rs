@@ -114,14 +114,17 @@ fn err(e: &Error) -> Response {
         Error::InvalidArgument { .. }
         | Error::InvalidOptions(_)
         | Error::UnsafePath(_)
+        | Error::UnsafeEntry { .. }
         | Error::Unsupported { .. }
         | Error::Mismatch { .. }
         | Error::Car(_) => StatusCode::BAD_REQUEST,
         Error::UploadTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
         Error::NotFound(_) | Error::NoSuchPath { .. } => StatusCode::NOT_FOUND,
-        Error::Corrupt { .. } | Error::WrongKind { .. } | Error::Malformed(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        Error::Corrupt { .. }
+        | Error::WrongKind { .. }
+        | Error::Malformed(_)
+        | Error::BadDirectory { .. }
+        | Error::ListingAborted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         other => {
             tracing::warn!(error = %other, "rpc request failed");
             return kubo_error(
@@ -522,8 +525,9 @@ async fn get(State(st): State<AppState>, KuboArg(_, a): KuboArg) -> Response {
         Ok(n) => n,
         Err(e) => return err(&e),
     };
+    let limits = st.list_limits;
     match st
-        .stream(move |bs, w| crate::tar::write_tar(bs, &node, &name, w))
+        .stream(move |bs, w| crate::tar::write_tar(bs, &node, &name, &limits, w))
         .await
     {
         Ok(b) => {
@@ -549,7 +553,11 @@ fn unixfs_type(k: EntryKind) -> u8 {
 
 async fn ls(State(st): State<AppState>, KuboArg(_, a): KuboArg) -> Response {
     let hash = a.clone();
-    match st.blocking(move |bs| crate::ops::ls(bs, &a)).await {
+    let limits = st.list_limits;
+    match st
+        .blocking(move |bs| crate::ops::ls_with(bs, &a, &limits))
+        .await
+    {
         Ok(entries) => {
             let links: Vec<_> = entries
                 .iter()

@@ -6,6 +6,7 @@ mod compat;
 mod corruption;
 mod gateway;
 mod gc;
+mod hostile_dag;
 mod roundtrip;
 mod rpc;
 mod support;
