@@ -85,7 +85,16 @@ impl Chain {
             .upstreams
             .iter()
             .enumerate()
-            .map(|(i, u)| Upstream::new(&config.name, i, u, config.health.clone()).map(Arc::new))
+            .map(|(i, u)| {
+                Upstream::new(
+                    &config.name,
+                    i,
+                    u,
+                    config.health.clone(),
+                    config.max_response_bytes,
+                )
+                .map(Arc::new)
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self {
             config,

@@ -228,6 +228,7 @@ impl Config {
                 }
             }
             verify(c, ci)?;
+            response_limit(c.max_response_bytes, at("max_response_bytes"))?;
             if c.upstreams.is_empty() {
                 return Err(Violation::new(
                     at("upstreams"),
@@ -285,6 +286,9 @@ impl Config {
                 }
                 positive(u.request_timeout, at("request_timeout"))?;
                 positive(u.connect_timeout, at("connect_timeout"))?;
+                if let Some(max) = u.max_response_bytes {
+                    response_limit(max, at("max_response_bytes"))?;
+                }
             }
         }
         Ok(())
@@ -360,6 +364,24 @@ fn verify(c: &crate::ChainConfig, ci: usize) -> Result<(), Violation> {
     Ok(())
 }
 
+/// Smallest `max_response_bytes`: the head poll of a busy block (its transaction hashes) must
+/// fit.
+const MIN_RESPONSE_BYTES: usize = 1024 * 1024;
+
+fn response_limit(max: usize, path: Vec<Seg>) -> Result<(), Violation> {
+    if max < MIN_RESPONSE_BYTES {
+        return Err(Violation::new(
+            path,
+            format!("{max} bytes is too small: a busy block's head poll would not fit"),
+            format!(
+                "use at least {MIN_RESPONSE_BYTES} (1 MiB); the default is {} (160 MiB)",
+                crate::DEFAULT_MAX_RESPONSE_BYTES
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn positive(d: Duration, path: Vec<Seg>) -> Result<(), Violation> {
     if d.is_zero() {
         return Err(Violation::new(
@@ -386,4 +408,59 @@ fn chain_name(name: &str, path: Vec<Seg>) -> Result<(), Violation> {
         format!("`{name}` is not a usable chain name"),
         "use 1 to 64 letters, digits, `-`, `_` or `.`, not only digits (the path /rpc/<digits> is the chain id)",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, ConfigError};
+
+    /// A chain `c` with upstreams `a` and `b`; `{a}` and `{b}` are their extra lines.
+    fn two_upstreams(a: &str, b: &str) -> String {
+        format!(
+            "[[chains]]\nname = \"c\"\nchain_id = 1\n\n[[chains.upstreams]]\nname = \"a\"\n{a}\n\n[[chains.upstreams]]\nname = \"b\"\n{b}\n"
+        )
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, "keel.toml", &[])
+    }
+
+    #[test]
+    fn answer_limits_default_per_chain_and_are_set_per_upstream() {
+        let c = load(&two_upstreams(
+            "url = \"http://127.0.0.1:1\"\nmax_response_bytes = 2097152",
+            "url = \"http://127.0.0.1:2\"",
+        ))
+        .expect("valid");
+        let chain = &c.chains[0];
+        assert_eq!(chain.max_response_bytes, 160 * 1024 * 1024);
+        assert_eq!(chain.upstreams[0].max_response_bytes, Some(2 << 20));
+        assert_eq!(chain.upstreams[1].max_response_bytes, None);
+        let text = two_upstreams("url = \"http://127.0.0.1:1\"", "url = \"http://127.0.0.1:2\"")
+            .replace("chain_id = 1\n", "chain_id = 1\nmax_response_bytes = 1048576\n");
+        assert_eq!(load(&text).expect("valid").chains[0].max_response_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn answer_limits_too_small_for_a_head_poll_are_refused() {
+        let e = load(&two_upstreams(
+            "url = \"http://127.0.0.1:1\"",
+            "url = \"http://127.0.0.1:2\"\nmax_response_bytes = 1000",
+        ))
+        .expect_err("too small")
+        .to_string();
+        assert!(
+            e.starts_with("keel.toml:12:")
+                && e.contains("`chains.0.upstreams.1.max_response_bytes`")
+                && e.contains("at least 1048576"),
+            "{e}"
+        );
+        let text = two_upstreams("url = \"http://127.0.0.1:1\"", "url = \"http://127.0.0.1:2\"")
+            .replace("chain_id = 1\n", "chain_id = 1\nmax_response_bytes = 0\n");
+        let e = load(&text).expect_err("zero").to_string();
+        assert!(
+            e.starts_with("keel.toml:4:") && e.contains("`chains.0.max_response_bytes`"),
+            "{e}"
+        );
+    }
 }

@@ -1,0 +1,122 @@
+//! What upstreams answer, through the whole node: answers too large to read, errors saying a
+//! node lacks the data (pruned history), blocks beyond every upstream's head, and the hash of an
+//! "already known" blob transaction.
+
+use std::time::Duration;
+
+use keel_testkit::{Anvil, Reply, Scripted, config_for, eventually};
+use serde_json::{Value, json};
+
+use crate::support::{Running, call, post};
+
+/// Whether `request` is one of the head tracker's polls (chain id, latest/safe/finalized block),
+/// which a scripted upstream passes through so that it stays verified and in the rotation.
+fn head_poll(request: &Value) -> bool {
+    request["method"] == "eth_chainId"
+        || (request["method"] == "eth_getBlockByNumber"
+            && matches!(request["params"][0].as_str(), Some("latest" | "safe" | "finalized")))
+}
+
+/// A ready node serving chain `dev` from `upstreams` (name, URL), with the chain's answer limit
+/// at its smallest (1 MiB).
+async fn node(upstreams: &[(&str, &str)]) -> Running {
+    let mut config = config_for("dev", 31337, upstreams);
+    config.chains[0].max_response_bytes = 1 << 20;
+    let r = Running::start(config).await;
+    r.ready().await;
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_answer_gets_a_clear_error_naming_the_upstream_and_is_not_read() {
+    let anvil = Anvil::start(&[]).await;
+    let evil = Scripted::start(Some(&anvil.url()), |q| {
+        if head_poll(q) {
+            Reply::Forward
+        } else {
+            Reply::Endless
+        }
+    })
+    .await;
+    let r = node(&[("evil", &evil.url())]).await;
+    let url = r.rpc_url("dev");
+    let (_, _, v) = call(&url, "eth_getLogs", json!([{"fromBlock": "0x0"}])).await;
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(v["error"]["code"], -32003, "{v}");
+    assert!(
+        message.contains("upstream evil") && message.contains("larger than 1048576 bytes"),
+        "{v}"
+    );
+    // The same in a batch, entry by entry.
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_getLogs", "params": [{}]},
+        {"jsonrpc": "2.0", "id": 2, "method": "eth_getLogs", "params": [{}]},
+    ]);
+    let (_, _, v) = post(&url, batch.to_string()).await;
+    for entry in v.as_array().unwrap() {
+        assert!(
+            entry["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("upstream evil") && m.contains("larger than")),
+            "{entry}"
+        );
+    }
+    // Each answer was cut off and its connection closed, so what the upstream could push is
+    // bounded by the limit and socket buffers, not by how long it keeps sending.
+    assert!(
+        eventually(Duration::from_secs(10), async || evil.open_bodies() == 0).await,
+        "a connection to the endless upstream was left open"
+    );
+    assert_eq!(evil.closed_bodies(), 3);
+    let sent = evil.endless_bytes_sent();
+    assert!(sent < 3 * (64 << 20), "{sent} bytes were sent");
+    // Its health counts every oversized answer as a failure.
+    let chain = r.node.chains().get("dev").unwrap().clone();
+    let failures = chain.upstreams()[0].health().snapshot().failures;
+    assert!(failures >= 3, "{failures} failures recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_answer_is_asked_elsewhere_and_penalises_its_upstream() {
+    let anvil = Anvil::start(&[]).await;
+    let evil = Scripted::start(Some(&anvil.url()), |q| {
+        if head_poll(q) {
+            Reply::Forward
+        } else {
+            Reply::Endless
+        }
+    })
+    .await;
+    let mut config = config_for("dev", 31337, &[("evil", &evil.url()), ("honest", &anvil.url())]);
+    config.chains[0].max_response_bytes = 1 << 20;
+    // The honest node is a backup: every read goes to the evil upstream first while it is not
+    // ejected.
+    config.chains[0].upstreams[1].tier = keel_config::Tier::Backup;
+    let r = Running::start(config).await;
+    r.ready().await;
+    let url = r.rpc_url("dev");
+    let mut retried = 0;
+    for _ in 0..10 {
+        let (_, h, v) = call(&url, "eth_getLogs", json!([{"fromBlock": "0x0"}])).await;
+        assert_eq!(v["result"], json!([]), "{v}");
+        assert_eq!(h["x-keel-upstream"], "honest");
+        retried += h["x-keel-retries"].to_str().unwrap().parse::<u32>().unwrap();
+    }
+    assert!(retried >= 1, "the evil upstream was never asked");
+    assert!(
+        eventually(Duration::from_secs(10), async || evil.closed_bodies()
+            == u64::from(retried))
+        .await,
+        "{} connections closed for {retried} retries",
+        evil.closed_bodies()
+    );
+    let chain = r.node.chains().get("dev").unwrap().clone();
+    let (evil_health, honest_health) = (
+        chain.upstreams()[0].health().snapshot(),
+        chain.upstreams()[1].health().snapshot(),
+    );
+    assert_eq!(evil_health.failures, u64::from(retried));
+    assert_eq!(evil_health.timeouts, 0, "cut off at the limit, not waited out");
+    assert!(evil_health.error_rate > 0.0);
+    assert_eq!(honest_health.failures, 0);
+}
