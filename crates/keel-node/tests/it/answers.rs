@@ -120,3 +120,40 @@ async fn an_oversized_answer_is_asked_elsewhere_and_penalises_its_upstream() {
     assert!(evil_health.error_rate > 0.0);
     assert_eq!(honest_health.failures, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pruned_reth_answer_is_asked_elsewhere_and_marks_the_node_pruned() {
+    let anvil = Anvil::start(&[]).await;
+    let (_, _, v) = call(&anvil.url(), "anvil_mine", json!(["0x5"])).await;
+    assert!(v.get("error").is_none(), "{v}");
+    // reth with history expiry: 4444 "pruned history unavailable" for any numbered block.
+    let pruned = Scripted::start(Some(&anvil.url()), |q| {
+        if head_poll(q) {
+            Reply::Forward
+        } else {
+            Reply::error(q, 4444, "pruned history unavailable")
+        }
+    })
+    .await;
+    let mut config = config_for("dev", 31337, &[("pruned", &pruned.url()), ("archive", &anvil.url())]);
+    // The archive is a backup: the pruned node is asked first.
+    config.chains[0].upstreams[1].tier = keel_config::Tier::Backup;
+    let r = Running::start(config).await;
+    r.ready().await;
+    let chain = r.node.chains().get("dev").unwrap().clone();
+    assert!(
+        eventually(Duration::from_secs(10), async || chain.upstreams()[0].head() >= 5).await
+    );
+    let url = r.rpc_url("dev");
+    let expected = call(&anvil.url(), "eth_getBlockByNumber", json!(["0x1", false])).await.2;
+    let (_, h, v) = call(&url, "eth_getBlockByNumber", json!(["0x1", false])).await;
+    assert_eq!(v["result"], expected["result"], "{v}");
+    assert_eq!(h["x-keel-upstream"], "archive");
+    assert_eq!(h["x-keel-retries"], "1");
+    // The pruned node is known to lack block 1 and before, and asked for them last.
+    assert_eq!(chain.upstreams()[0].history_from(), Some(2));
+    let (_, h, v) = call(&url, "eth_getBlockByNumber", json!(["0x0", false])).await;
+    assert_eq!(v["result"]["number"], "0x0", "{v}");
+    assert_eq!(h["x-keel-upstream"], "archive");
+    assert_eq!(h["x-keel-retries"], "0");
+}
