@@ -103,8 +103,18 @@ pub(crate) async fn serve(
         return served;
     }
     let mode = verify::mode_for(chain, &req.method, verify_header);
+    let route = policy::route(chain, &req.method, req.params);
+    if let Route::Read {
+        need: Need::Block(n),
+        ..
+    } = route
+        && !chain.has_block(n)
+        && let Some(served) = beyond_heads(ctx, req, mode, out).await
+    {
+        return served;
+    }
     if mode != VerifyMode::None
-        && let Route::Read { .. } = policy::route(chain, &req.method, req.params)
+        && let Route::Read { .. } = route
     {
         let mut answer = Vec::new();
         let served = verify::read(ctx, req, mode, &mut answer).await;
@@ -115,21 +125,17 @@ pub(crate) async fn serve(
     }
     let body = Bytes::from(jsonrpc::upstream_body(req));
     let mut answer = Vec::new();
-    let served = match policy::route(chain, &req.method, req.params) {
+    let served = match route {
         Route::Read {
             need,
             null_may_be_lag,
         } => {
-            read(
-                chain,
-                req,
-                body,
+            let plan = Plan {
                 need,
                 null_may_be_lag,
-                deadline,
-                &mut answer,
-            )
-            .await
+                beyond_heads: false,
+            };
+            read(chain, req, body, plan, deadline, &mut answer).await
         }
         Route::Broadcast { raw_tx } => {
             broadcast(chain, req, body, raw_tx, deadline, &mut answer).await
@@ -139,6 +145,58 @@ pub(crate) async fn serve(
         out.extend_from_slice(&answer);
     }
     served
+}
+
+/// A read of a block that no usable upstream has reached (`eth_getBlockByNumber("0x7fffffff")`,
+/// `eth_getBalance` at a future block, ...): the chain's answer is "not found", in each node's
+/// own words — `null` for blocks, transactions and receipts, an error for state ("header not
+/// found", anvil's `BlockOutOfRangeError`). So it is asked of the upstreams at the head (the one
+/// furthest ahead last, when the others say "not there") and their answer is passed on, never
+/// "no upstream has this block yet", which clients read as an outage.
+///
+/// There is nothing to verify such an answer against; with verification asked for, only a
+/// "not there" answer (`null`, an error, or keel's own failure) is served this way, marked
+/// unverified. A real result means the block appeared since the last head poll: `None` then,
+/// and the read is verified as usual.
+async fn beyond_heads(
+    ctx: &crate::Ctx<'_>,
+    req: &Request<'_>,
+    mode: VerifyMode,
+    out: &mut Vec<u8>,
+) -> Option<Served> {
+    let body = Bytes::from(jsonrpc::upstream_body(req));
+    let plan = Plan {
+        need: Need::Head,
+        null_may_be_lag: true,
+        beyond_heads: true,
+    };
+    let mut answer = Vec::new();
+    let served = read(ctx.chain, req, body, plan, ctx.deadline, &mut answer).await;
+    let found = served.outcome == Outcome::Ok
+        && serde_json::from_slice::<Reply<'_>>(&answer)
+            .ok()
+            .and_then(|r| r.result)
+            .is_some_and(|r| r.get() != "null");
+    if mode != VerifyMode::None && found {
+        return None;
+    }
+    if req.id.is_some() {
+        out.extend_from_slice(&answer);
+    }
+    Some(served)
+}
+
+/// How a read looks for an upstream that has what it asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    /// What the upstream must have.
+    pub(crate) need: Need,
+    /// A `null` result may mean "not there yet": ask an upstream with a higher head.
+    pub(crate) null_may_be_lag: bool,
+    /// The block asked for is beyond every upstream's head: a "lacks it" error, like a `null`,
+    /// is asked again only of an upstream further ahead (one no further ahead would say the
+    /// same).
+    pub(crate) beyond_heads: bool,
 }
 
 /// Whether the JSON-RPC error `err` that `up` answered a request needing `need` with means "I
@@ -194,11 +252,15 @@ pub(crate) async fn read(
     chain: &Chain,
     req: &Request<'_>,
     body: Bytes,
-    need: Need,
-    null_may_be_lag: bool,
+    plan: Plan,
     deadline: Instant,
     out: &mut Vec<u8>,
 ) -> Served {
+    let Plan {
+        need,
+        null_may_be_lag,
+        beyond_heads,
+    } = plan;
     let mut tried: Vec<usize> = Vec::new();
     let mut held: Option<Held> = None;
     let mut last_error: Option<CallError> = None;
@@ -230,7 +292,7 @@ pub(crate) async fn read(
                         .any(|u| !tried.contains(&u.index()) && (!ahead || u.head() > up.head()))
                 };
                 let ask_another = match (reply.error, reply.result) {
-                    (Some(err), _) => lacks_it(chain, &up, need, err) && untried(false),
+                    (Some(err), _) => lacks_it(chain, &up, need, err) && untried(beyond_heads),
                     (None, Some(result)) => {
                         let null = result.get() == "null";
                         if let (Need::Block(n), false) = (need, null) {

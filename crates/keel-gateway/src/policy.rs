@@ -81,7 +81,9 @@ pub fn route(chain: &Chain, method: &str, params: Option<&RawValue>) -> Route {
     if BROADCAST_CONTROL.iter().any(|ns| method.starts_with(ns)) {
         return Route::Broadcast { raw_tx: false };
     }
-    if let Some(pos) = keel_verify::pin::block_param_index(method) {
+    if let Some(pos) =
+        keel_verify::pin::block_param_index(method).or_else(|| unpinned_block_param_index(method))
+    {
         let arg = params.and_then(|p| nth_param(p, pos));
         let need = arg.map_or(Need::Head, |a| need_of_block_arg(chain, a));
         return Route::Read {
@@ -124,6 +126,23 @@ pub fn route(chain: &Chain, method: &str, params: Option<&RawValue>) -> Route {
             need: Need::Any,
             null_may_be_lag: false,
         },
+    }
+}
+
+/// Where the block parameter sits in by-number reads that verification never pins (their
+/// answers are not checked), so that they too go to upstreams that have the block, and a block
+/// beyond every head gets the chain's own "not found".
+fn unpinned_block_param_index(method: &str) -> Option<usize> {
+    match method {
+        "eth_getHeaderByNumber"
+        | "erigon_getHeaderByNumber"
+        | "debug_getRawHeader"
+        | "debug_getRawBlock"
+        | "debug_getRawReceipts"
+        | "debug_traceBlockByNumber"
+        | "trace_block"
+        | "trace_replayBlockTransactions" => Some(0),
+        _ => None,
     }
 }
 
@@ -353,6 +372,20 @@ mod tests {
             Route::Broadcast { raw_tx: true }
         );
         assert_eq!(r("evm_mine", "[]"), Route::Broadcast { raw_tx: false });
+        assert_eq!(
+            r("eth_getHeaderByNumber", r#"["0x7fffffff"]"#),
+            Route::Read {
+                need: Need::Block(0x7fff_ffff),
+                null_may_be_lag: true
+            }
+        );
+        assert_eq!(
+            r("debug_traceBlockByNumber", r#"["latest",{}]"#),
+            Route::Read {
+                need: Need::Head,
+                null_may_be_lag: false
+            }
+        );
         assert_eq!(
             r("eth_chainId", "[]"),
             Route::Read {

@@ -157,3 +157,90 @@ async fn a_pruned_reth_answer_is_asked_elsewhere_and_marks_the_node_pruned() {
     assert_eq!(h["x-keel-upstream"], "archive");
     assert_eq!(h["x-keel-retries"], "0");
 }
+
+/// By-number reads of a block, `{b}` standing for it.
+const BY_NUMBER: &[(&str, &str)] = &[
+    ("eth_getBlockByNumber", r#"["{b}", false]"#),
+    ("eth_getBlockByNumber", r#"["{b}", true]"#),
+    ("eth_getBlockTransactionCountByNumber", r#"["{b}"]"#),
+    ("eth_getUncleCountByBlockNumber", r#"["{b}"]"#),
+    ("eth_getTransactionByBlockNumberAndIndex", r#"["{b}", "0x0"]"#),
+    ("eth_getUncleByBlockNumberAndIndex", r#"["{b}", "0x0"]"#),
+    ("eth_getBlockReceipts", r#"["{b}"]"#),
+    ("eth_getHeaderByNumber", r#"["{b}"]"#),
+    ("eth_getBalance", r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "{b}"]"#),
+    (
+        "eth_getBalance",
+        r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", {"blockNumber": "{b}"}]"#,
+    ),
+    ("eth_getTransactionCount", r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "{b}"]"#),
+    ("eth_getCode", r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "{b}"]"#),
+    ("eth_getStorageAt", r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "0x0", "{b}"]"#),
+    ("eth_getProof", r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", [], "{b}"]"#),
+    (
+        "eth_call",
+        r#"[{"to": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"}, "{b}"]"#,
+    ),
+];
+
+/// The request objects of [`BY_NUMBER`] for block `block`, ids from 1.
+fn by_number(block: &str) -> Vec<Value> {
+    BY_NUMBER
+        .iter()
+        .enumerate()
+        .map(|(i, (method, params))| {
+            let params: Value = serde_json::from_str(&params.replace("{b}", block)).unwrap();
+            json!({"jsonrpc": "2.0", "id": i + 1, "method": method, "params": params})
+        })
+        .collect()
+}
+
+/// What a node answered, without the envelope: `{"result": …}` or `{"error": …}`.
+fn answer_of(v: &Value) -> Value {
+    match v.get("error") {
+        Some(e) => json!({"error": e}),
+        None => json!({"result": v["result"]}),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_beyond_every_head_gets_the_chains_own_answer() {
+    let (_nodes, urls, r) = crate::support::cluster(&[], &["a", "b"]).await;
+    let url = r.rpc_url("dev");
+    let client = reqwest::Client::new();
+    for block in ["0x7fffffff", "0x1"] {
+        let requests = by_number(block);
+        let mut expected = Vec::new();
+        for q in &requests {
+            let direct = post(&urls[0], q.to_string()).await.2;
+            expected.push(answer_of(&direct));
+        }
+        // Sanity: anvil says "not there" (null or an error), never "no upstream".
+        assert!(expected.iter().any(|e| e["result"].is_null() && e.get("error").is_none()));
+        assert!(expected.iter().any(|e| e.get("error").is_some()));
+        for verify in [None, Some("quorum"), Some("proof")] {
+            for (q, want) in requests.iter().zip(&expected) {
+                let mut b = client.post(&url).json(q);
+                if let Some(mode) = verify {
+                    b = b.header("x-keel-verify", mode);
+                }
+                let resp = b.send().await.unwrap();
+                assert_eq!(resp.headers()["x-keel-verified"], "none");
+                let v: Value = resp.json().await.unwrap();
+                assert_eq!(v["id"], q["id"]);
+                assert_eq!(&answer_of(&v), want, "{block} {verify:?} {q}");
+            }
+            // The same in one batch.
+            let mut b = client.post(&url).json(&requests);
+            if let Some(mode) = verify {
+                b = b.header("x-keel-verify", mode);
+            }
+            let v: Value = b.send().await.unwrap().json().await.unwrap();
+            let entries = v.as_array().unwrap();
+            assert_eq!(entries.len(), requests.len());
+            for (entry, want) in entries.iter().zip(&expected) {
+                assert_eq!(&answer_of(entry), want, "batch {block} {verify:?}");
+            }
+        }
+    }
+}
