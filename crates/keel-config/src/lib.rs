@@ -523,6 +523,9 @@ impl Config {
         }
         config.validate().map_err(|v| v.locate(origin, text))?;
         config.resolve_secrets()?;
+        config
+            .distinct_upstreams()
+            .map_err(|v| v.locate(origin, text))?;
         Ok(config)
     }
 

@@ -295,6 +295,58 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Refuses two upstreams of one chain at the same URL: one node would count twice in a
+    /// quorum (and get twice its share of traffic). Run once `url_file`s are read. URLs are
+    /// compared as [`node_key`] writes them; the error shows only scheme, host and port.
+    pub(crate) fn distinct_upstreams(&self) -> Result<(), Violation> {
+        use Seg::{Index, Key};
+        for (ci, c) in self.chains.iter().enumerate() {
+            let mut seen: Vec<(String, &crate::UpstreamConfig)> = Vec::new();
+            for (ui, u) in c.upstreams.iter().enumerate() {
+                let Some(url) = &u.url else { continue };
+                let key = node_key(url.expose());
+                if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                    let field = if u.url_file.is_some() { "url_file" } else { "url" };
+                    return Err(Violation::new(
+                        vec![
+                            Key("chains"),
+                            Index(ci),
+                            Key("upstreams"),
+                            Index(ui),
+                            Key(field),
+                        ],
+                        format!(
+                            "upstreams `{}` and `{}` of chain `{}` are the same node ({url}): it would count twice in a quorum",
+                            first.name, u.name, c.name
+                        ),
+                        "remove one of them (URLs are compared without credentials, letter case, default port and trailing slash)",
+                    ));
+                }
+                seen.push((key, u));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The node a URL reaches, for finding duplicates: scheme, host (lower case, without a trailing
+/// dot), port (the scheme's default when absent), path without trailing slashes, and query.
+/// Credentials (user info) and the fragment are left out: they do not change the node. Names
+/// that resolve to the same address (`localhost` and `127.0.0.1`, DNS aliases) are not
+/// resolved, so they compare as different.
+fn node_key(url: &url::Url) -> String {
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let port = url.port_or_known_default().unwrap_or_default();
+    let path = url.path().trim_end_matches('/');
+    let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{}://{host}:{port}{path}{query}", url.scheme())
+}
+
 /// `[chains.verify]` of chain number `ci`.
 fn verify(c: &crate::ChainConfig, ci: usize) -> Result<(), Violation> {
     use Seg::{Index, Key};
@@ -423,6 +475,79 @@ mod tests {
 
     fn load(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, "keel.toml", &[])
+    }
+
+    #[test]
+    fn two_upstreams_at_one_url_are_refused_naming_both_without_secrets() {
+        let e = load(&two_upstreams(
+            "url = \"https://node.example/v2/SECRETKEY\"",
+            "url = \"https://node.example/v2/SECRETKEY\"",
+        ))
+        .expect_err("one node twice")
+        .to_string();
+        assert!(
+            e.starts_with("keel.toml:11:")
+                && e.contains("`chains.0.upstreams.1.url`")
+                && e.contains("upstreams `a` and `b` of chain `c` are the same node")
+                && e.contains("https://node.example/…")
+                && e.contains("quorum"),
+            "{e}"
+        );
+        assert!(!e.contains("SECRETKEY"), "{e}");
+    }
+
+    #[test]
+    fn urls_are_compared_without_case_default_port_trailing_slash_or_credentials() {
+        for (a, b) in [
+            ("HTTPS://Node.Example/rpc/", "https://node.example/rpc"),
+            ("https://node.example:443/rpc", "https://node.example/rpc//"),
+            ("http://node.example:80", "http://NODE.EXAMPLE/"),
+            ("http://node.example.:8545/", "http://node.example:8545"),
+            (
+                "https://user:PASSWORD@node.example/x",
+                "https://other:HUNTER2@node.example/x#frag",
+            ),
+        ] {
+            let e = load(&two_upstreams(
+                &format!("url = \"{a}\""),
+                &format!("url = \"{b}\""),
+            ))
+            .expect_err(&format!("{a} and {b} are one node"))
+            .to_string();
+            assert!(e.contains("same node"), "{e}");
+            assert!(!e.contains("PASSWORD") && !e.contains("HUNTER2"), "{e}");
+        }
+        // Another port, path, query or scheme is another node.
+        for (a, b) in [
+            ("http://127.0.0.1:8545", "http://127.0.0.1:8546"),
+            ("https://node.example/a", "https://node.example/b"),
+            ("https://node.example/?key=1", "https://node.example/?key=2"),
+            ("http://node.example", "https://node.example"),
+        ] {
+            load(&two_upstreams(
+                &format!("url = \"{a}\""),
+                &format!("url = \"{b}\""),
+            ))
+            .unwrap_or_else(|e| panic!("{a} and {b} are two nodes: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_url_file_naming_another_upstreams_url_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("url");
+        std::fs::write(&file, "https://node.example/v2/SECRETKEY\n").expect("write");
+        let e = load(&two_upstreams(
+            "url = \"https://node.example/v2/SECRETKEY/\"",
+            &format!("url_file = \"{}\"", file.display()),
+        ))
+        .expect_err("one node twice")
+        .to_string();
+        assert!(
+            e.starts_with("keel.toml:11:") && e.contains("`chains.0.upstreams.1.url_file`"),
+            "{e}"
+        );
+        assert!(!e.contains("SECRETKEY"), "{e}");
     }
 
     #[test]
