@@ -578,7 +578,10 @@ mod tests {
         c.refresh_head();
         assert!(c.has_block(10) && c.has_block(0) && !c.has_block(11));
         eject(&c.upstreams()[1]);
-        assert!(!c.has_block(10) && c.has_block(5), "only usable upstreams count");
+        assert!(
+            !c.has_block(10) && c.has_block(5),
+            "only usable upstreams count"
+        );
         c.upstreams()[0].set_chain_check(2, false);
         assert!(!c.has_block(0), "nor refused ones");
     }

@@ -611,9 +611,16 @@ mod tests {
             "{err:?}"
         );
         let message = err.to_string();
-        assert!(message.contains("upstream evil") && message.contains("1048576"), "{message}");
+        assert!(
+            message.contains("upstream evil") && message.contains("1048576"),
+            "{message}"
+        );
         assert!(err.is_retryable(), "another upstream may answer it");
-        assert_eq!(up.health().snapshot().failures, 1, "the upstream is penalised");
+        assert_eq!(
+            up.health().snapshot().failures,
+            1,
+            "the upstream is penalised"
+        );
         // keel closed the connection: the fixture saw its body dropped and stopped sending.
         assert!(
             eventually(Duration::from_secs(10), async || evil.closed_bodies() == 1).await,
@@ -647,7 +654,10 @@ mod tests {
         let served = body.clone();
         let node = Scripted::start(None, move |_| Reply::Body(served.clone())).await;
         let exact = upstream("exact", &node.url(), len);
-        let got = exact.call(Bytes::from_static(REQ), far()).await.expect("at the limit");
+        let got = exact
+            .call(Bytes::from_static(REQ), far())
+            .await
+            .expect("at the limit");
         assert_eq!(got.as_ref(), body.as_bytes());
         assert_eq!(exact.health().snapshot().failures, 0);
         let short = upstream("short", &node.url(), len - 1);
@@ -655,14 +665,20 @@ mod tests {
             .call(Bytes::from_static(REQ), far())
             .await
             .expect_err("one byte past the limit");
-        assert!(matches!(err, CallError::TooLarge { limit, .. } if limit == len - 1), "{err:?}");
+        assert!(
+            matches!(err, CallError::TooLarge { limit, .. } if limit == len - 1),
+            "{err:?}"
+        );
         // The head tracker's cap is lower than the upstream's own when asked for.
         let capped = upstream("capped", &node.url(), len);
         let err = capped
             .call_capped(Bytes::from_static(REQ), far(), 1 << 20)
             .await
             .expect_err("past the head poll cap");
-        assert!(matches!(err, CallError::TooLarge { limit, .. } if limit == 1 << 20), "{err:?}");
+        assert!(
+            matches!(err, CallError::TooLarge { limit, .. } if limit == 1 << 20),
+            "{err:?}"
+        );
     }
 
     #[test]

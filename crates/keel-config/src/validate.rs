@@ -307,7 +307,11 @@ impl Config {
                 let Some(url) = &u.url else { continue };
                 let key = node_key(url.expose());
                 if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
-                    let field = if u.url_file.is_some() { "url_file" } else { "url" };
+                    let field = if u.url_file.is_some() {
+                        "url_file"
+                    } else {
+                        "url"
+                    };
                     return Err(Violation::new(
                         vec![
                             Key("chains"),
@@ -561,9 +565,18 @@ mod tests {
         assert_eq!(chain.max_response_bytes, 160 * 1024 * 1024);
         assert_eq!(chain.upstreams[0].max_response_bytes, Some(2 << 20));
         assert_eq!(chain.upstreams[1].max_response_bytes, None);
-        let text = two_upstreams("url = \"http://127.0.0.1:1\"", "url = \"http://127.0.0.1:2\"")
-            .replace("chain_id = 1\n", "chain_id = 1\nmax_response_bytes = 1048576\n");
-        assert_eq!(load(&text).expect("valid").chains[0].max_response_bytes, 1 << 20);
+        let text = two_upstreams(
+            "url = \"http://127.0.0.1:1\"",
+            "url = \"http://127.0.0.1:2\"",
+        )
+        .replace(
+            "chain_id = 1\n",
+            "chain_id = 1\nmax_response_bytes = 1048576\n",
+        );
+        assert_eq!(
+            load(&text).expect("valid").chains[0].max_response_bytes,
+            1 << 20
+        );
     }
 
     #[test]
@@ -580,8 +593,11 @@ mod tests {
                 && e.contains("at least 1048576"),
             "{e}"
         );
-        let text = two_upstreams("url = \"http://127.0.0.1:1\"", "url = \"http://127.0.0.1:2\"")
-            .replace("chain_id = 1\n", "chain_id = 1\nmax_response_bytes = 0\n");
+        let text = two_upstreams(
+            "url = \"http://127.0.0.1:1\"",
+            "url = \"http://127.0.0.1:2\"",
+        )
+        .replace("chain_id = 1\n", "chain_id = 1\nmax_response_bytes = 0\n");
         let e = load(&text).expect_err("zero").to_string();
         assert!(
             e.starts_with("keel.toml:4:") && e.contains("`chains.0.max_response_bytes`"),

@@ -505,16 +505,104 @@ async fn broadcast(
     Served::new(outcome)
 }
 
-/// Keccak-256 of the first param of `eth_sendRawTransaction`: the transaction hash.
+/// The hash of the transaction in the first param of `eth_sendRawTransaction` ([`tx_hash`]).
 fn raw_tx_hash(params: &RawValue) -> Option<String> {
     let list: Vec<&str> = serde_json::from_str(params.get()).ok()?;
     let bytes = hex::decode(list.first()?.strip_prefix("0x")?).ok()?;
-    Some(format!("0x{}", hex::encode(Keccak256::digest(&bytes))))
+    Some(format!("0x{}", hex::encode(tx_hash(&bytes))))
+}
+
+/// The hash nodes give a raw transaction: Keccak-256 of its canonical encoding, which for
+/// legacy and typed transactions is the bytes as sent — except an EIP-4844 blob transaction in
+/// its network form (what `eth_sendRawTransaction` takes): `0x03 || rlp([tx_payload_body, blobs,
+/// commitments, proofs])`, or EIP-7594's `0x03 || rlp([tx_payload_body, wrapper_version, blobs,
+/// commitments, cell_proofs])`. Its hash covers the body only: Keccak-256 of `0x03 ||
+/// rlp(tx_payload_body)`. The network form is told from the canonical one by its first item
+/// being a list (the canonical form starts with the chain id, a number).
+fn tx_hash(raw: &[u8]) -> [u8; 32] {
+    if let Some((&0x03, rest)) = raw.split_first()
+        && let Some(body) = rlp_list_payload(rest).and_then(first_list_item)
+    {
+        let mut h = Keccak256::new();
+        h.update([0x03]);
+        h.update(body);
+        return h.finalize().into();
+    }
+    Keccak256::digest(raw).into()
+}
+
+/// The header length and payload length of the RLP list at the start of `buf` (`None` when it
+/// is a byte string or truncated).
+fn rlp_list_header(buf: &[u8]) -> Option<(usize, usize)> {
+    let first = *buf.first()?;
+    let (header, len) = match first {
+        0xc0..=0xf7 => (1, usize::from(first - 0xc0)),
+        0xf8..=0xff => {
+            let n = usize::from(first - 0xf7);
+            let len_bytes = buf.get(1..1 + n)?;
+            if n > std::mem::size_of::<usize>() {
+                return None;
+            }
+            let len = len_bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (1 + n, len)
+        }
+        _ => return None,
+    };
+    (buf.len() >= header.checked_add(len)?).then_some((header, len))
+}
+
+/// The payload of the RLP list at the start of `buf`.
+fn rlp_list_payload(buf: &[u8]) -> Option<&[u8]> {
+    let (header, len) = rlp_list_header(buf)?;
+    buf.get(header..header + len)
+}
+
+/// The whole encoding of the first item of a list payload, when that item is a list.
+fn first_list_item(payload: &[u8]) -> Option<&[u8]> {
+    let (header, len) = rlp_list_header(payload)?;
+    payload.get(..header + len)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blob_transaction_in_network_form_hashes_its_body_only() {
+        // 0x03 || rlp([body, blobs, commitments, proofs]) with a tiny stand-in body: the hash
+        // is keccak(0x03 || rlp(body)), not of the whole network form.
+        let body = [0xc3, 0x01, 0x02, 0x03]; // rlp([1, 2, 3])
+        let mut network = vec![0x03, 0xc7];
+        network.extend_from_slice(&body);
+        network.extend_from_slice(&[0xc0, 0xc0, 0xc0]);
+        let mut canonical = vec![0x03];
+        canonical.extend_from_slice(&body);
+        assert_eq!(
+            tx_hash(&network),
+            <[u8; 32]>::from(Keccak256::digest(&canonical))
+        );
+        // The canonical form (first item a number) and other types hash as sent.
+        assert_eq!(
+            tx_hash(&canonical),
+            <[u8; 32]>::from(Keccak256::digest(&canonical))
+        );
+        let eip1559 = [0x02, 0xc7, 0xc3, 0x01, 0x02, 0x03, 0xc0, 0xc0, 0xc0];
+        assert_eq!(
+            tx_hash(&eip1559),
+            <[u8; 32]>::from(Keccak256::digest(eip1559))
+        );
+        // Truncated or lying lengths fall back to hashing the bytes, never panic.
+        for bad in [
+            &[0x03][..],
+            &[0x03, 0xc7, 0xc3][..],
+            &[0x03, 0xff, 0xff][..],
+            &[0x03, 0xf9, 0x01][..],
+        ] {
+            assert_eq!(tx_hash(bad), <[u8; 32]>::from(Keccak256::digest(bad)));
+        }
+    }
 
     #[test]
     fn raw_tx_hash_is_keccak_of_the_bytes() {

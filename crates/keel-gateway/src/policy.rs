@@ -244,7 +244,12 @@ pub fn error_means_behind(message: &str) -> bool {
 /// "execution reverted: …") is always an answer: its reason is the contract's text, and a
 /// contract reverting with "header not found" must not make keel ask every upstream.
 pub fn error_means_lacking(code: i64, message: &str) -> bool {
-    if code == 3 || message.trim_start().to_ascii_lowercase().starts_with("execution reverted") {
+    if code == 3
+        || message
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("execution reverted")
+    {
         return false;
     }
     code == PRUNED_HISTORY_CODE || error_means_behind(message)

@@ -14,7 +14,10 @@ use crate::support::{Running, call, post};
 fn head_poll(request: &Value) -> bool {
     request["method"] == "eth_chainId"
         || (request["method"] == "eth_getBlockByNumber"
-            && matches!(request["params"][0].as_str(), Some("latest" | "safe" | "finalized")))
+            && matches!(
+                request["params"][0].as_str(),
+                Some("latest" | "safe" | "finalized")
+            ))
 }
 
 /// A ready node serving chain `dev` from `upstreams` (name, URL), with the chain's answer limit
@@ -87,7 +90,11 @@ async fn an_oversized_answer_is_asked_elsewhere_and_penalises_its_upstream() {
         }
     })
     .await;
-    let mut config = config_for("dev", 31337, &[("evil", &evil.url()), ("honest", &anvil.url())]);
+    let mut config = config_for(
+        "dev",
+        31337,
+        &[("evil", &evil.url()), ("honest", &anvil.url())],
+    );
     config.chains[0].max_response_bytes = 1 << 20;
     // The honest node is a backup: every read goes to the evil upstream first while it is not
     // ejected.
@@ -100,7 +107,11 @@ async fn an_oversized_answer_is_asked_elsewhere_and_penalises_its_upstream() {
         let (_, h, v) = call(&url, "eth_getLogs", json!([{"fromBlock": "0x0"}])).await;
         assert_eq!(v["result"], json!([]), "{v}");
         assert_eq!(h["x-keel-upstream"], "honest");
-        retried += h["x-keel-retries"].to_str().unwrap().parse::<u32>().unwrap();
+        retried += h["x-keel-retries"]
+            .to_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap();
     }
     assert!(retried >= 1, "the evil upstream was never asked");
     assert!(
@@ -116,7 +127,10 @@ async fn an_oversized_answer_is_asked_elsewhere_and_penalises_its_upstream() {
         chain.upstreams()[1].health().snapshot(),
     );
     assert_eq!(evil_health.failures, u64::from(retried));
-    assert_eq!(evil_health.timeouts, 0, "cut off at the limit, not waited out");
+    assert_eq!(
+        evil_health.timeouts, 0,
+        "cut off at the limit, not waited out"
+    );
     assert!(evil_health.error_rate > 0.0);
     assert_eq!(honest_health.failures, 0);
 }
@@ -135,17 +149,26 @@ async fn a_pruned_reth_answer_is_asked_elsewhere_and_marks_the_node_pruned() {
         }
     })
     .await;
-    let mut config = config_for("dev", 31337, &[("pruned", &pruned.url()), ("archive", &anvil.url())]);
+    let mut config = config_for(
+        "dev",
+        31337,
+        &[("pruned", &pruned.url()), ("archive", &anvil.url())],
+    );
     // The archive is a backup: the pruned node is asked first.
     config.chains[0].upstreams[1].tier = keel_config::Tier::Backup;
     let r = Running::start(config).await;
     r.ready().await;
     let chain = r.node.chains().get("dev").unwrap().clone();
     assert!(
-        eventually(Duration::from_secs(10), async || chain.upstreams()[0].head() >= 5).await
+        eventually(Duration::from_secs(10), async || chain.upstreams()[0]
+            .head()
+            >= 5)
+        .await
     );
     let url = r.rpc_url("dev");
-    let expected = call(&anvil.url(), "eth_getBlockByNumber", json!(["0x1", false])).await.2;
+    let expected = call(&anvil.url(), "eth_getBlockByNumber", json!(["0x1", false]))
+        .await
+        .2;
     let (_, h, v) = call(&url, "eth_getBlockByNumber", json!(["0x1", false])).await;
     assert_eq!(v["result"], expected["result"], "{v}");
     assert_eq!(h["x-keel-upstream"], "archive");
@@ -164,19 +187,37 @@ const BY_NUMBER: &[(&str, &str)] = &[
     ("eth_getBlockByNumber", r#"["{b}", true]"#),
     ("eth_getBlockTransactionCountByNumber", r#"["{b}"]"#),
     ("eth_getUncleCountByBlockNumber", r#"["{b}"]"#),
-    ("eth_getTransactionByBlockNumberAndIndex", r#"["{b}", "0x0"]"#),
+    (
+        "eth_getTransactionByBlockNumberAndIndex",
+        r#"["{b}", "0x0"]"#,
+    ),
     ("eth_getUncleByBlockNumberAndIndex", r#"["{b}", "0x0"]"#),
     ("eth_getBlockReceipts", r#"["{b}"]"#),
     ("eth_getHeaderByNumber", r#"["{b}"]"#),
-    ("eth_getBalance", r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "{b}"]"#),
+    (
+        "eth_getBalance",
+        r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "{b}"]"#,
+    ),
     (
         "eth_getBalance",
         r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", {"blockNumber": "{b}"}]"#,
     ),
-    ("eth_getTransactionCount", r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "{b}"]"#),
-    ("eth_getCode", r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "{b}"]"#),
-    ("eth_getStorageAt", r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "0x0", "{b}"]"#),
-    ("eth_getProof", r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", [], "{b}"]"#),
+    (
+        "eth_getTransactionCount",
+        r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "{b}"]"#,
+    ),
+    (
+        "eth_getCode",
+        r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "{b}"]"#,
+    ),
+    (
+        "eth_getStorageAt",
+        r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "0x0", "{b}"]"#,
+    ),
+    (
+        "eth_getProof",
+        r#"["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", [], "{b}"]"#,
+    ),
     (
         "eth_call",
         r#"[{"to": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"}, "{b}"]"#,
@@ -216,7 +257,11 @@ async fn a_block_beyond_every_head_gets_the_chains_own_answer() {
             expected.push(answer_of(&direct));
         }
         // Sanity: anvil says "not there" (null or an error), never "no upstream".
-        assert!(expected.iter().any(|e| e["result"].is_null() && e.get("error").is_none()));
+        assert!(
+            expected
+                .iter()
+                .any(|e| e["result"].is_null() && e.get("error").is_none())
+        );
         assert!(expected.iter().any(|e| e.get("error").is_some()));
         for verify in [None, Some("quorum"), Some("proof")] {
             for (q, want) in requests.iter().zip(&expected) {
@@ -242,5 +287,63 @@ async fn a_block_beyond_every_head_gets_the_chains_own_answer() {
                 assert_eq!(&answer_of(entry), want, "batch {block} {verify:?}");
             }
         }
+    }
+}
+
+/// Private key of anvil's second default account (public test mnemonic).
+const DEV_KEY_1: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_already_known_blob_transaction_is_answered_with_its_real_hash() {
+    // Nodes that do not mine: a transaction sent twice is "already imported", not mined.
+    let (_nodes, urls, r) = crate::support::cluster(&["--no-mining"], &["a", "b"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let blob = dir.path().join("blob.txt");
+    std::fs::write(&blob, "keel blob transaction test").unwrap();
+    let blob = blob.to_str().unwrap();
+    // EIP-4844's network form, and EIP-7594's (cell proofs), each made by cast.
+    for (key, format) in [
+        (keel_testkit::DEV_KEY_0, Some("--eip4844")),
+        (DEV_KEY_1, None),
+    ] {
+        let mut args = vec![
+            "mktx",
+            "--private-key",
+            key,
+            keel_testkit::DEV_ADDR_1,
+            "--blob",
+            "--path",
+            blob,
+            "--nonce",
+            "0",
+            "--gas-limit",
+            "21000",
+            "--gas-price",
+            "3000000000",
+            "--priority-gas-price",
+            "1000000000",
+            "--blob-gas-price",
+            "1000000000",
+            "--chain",
+            "31337",
+            "--rpc-url",
+            &urls[0],
+        ];
+        args.extend(format);
+        let raw = crate::support::cast(&args).await;
+        assert!(raw.starts_with("0x03"), "{}", &raw[..10]);
+        // Every node takes it and says its hash.
+        let mut hashes = Vec::new();
+        for u in &urls {
+            let (_, _, v) = call(u, "eth_sendRawTransaction", json!([raw])).await;
+            hashes.push(v["result"].as_str().expect("a hash").to_owned());
+        }
+        assert_eq!(hashes[0], hashes[1]);
+        // Through keel every node answers "already imported": keel answers the hash itself.
+        let (_, _, v) = call(&r.rpc_url("dev"), "eth_sendRawTransaction", json!([raw])).await;
+        assert_eq!(v["result"], hashes[0], "{format:?}: {v}");
+        // The node knows the transaction by that hash.
+        let (_, _, v) = call(&urls[0], "eth_getTransactionByHash", json!([hashes[0]])).await;
+        assert_eq!(v["result"]["type"], "0x3", "{v}");
     }
 }
