@@ -190,6 +190,8 @@ const LACKING: &[&[&str]] = &[
     &["header not found"],
     // geth: eth/api_backend.go (StateAndHeaderByNumberOrHash).
     &["header for hash not found"],
+    // geth: eth/gasprice/feehistory.go errRequestBeyondHead (eth_feeHistory past its head).
+    &["request beyond head block"],
     // geth: "unknown block"; besu: RpcErrorType.UNKNOWN_BLOCK "Unknown block" (-39001).
     &["unknown block"],
     // reth: crates/rpc/rpc-eth-types/src/error/mod.rs, HeaderNotFound as -32001
@@ -428,6 +430,10 @@ mod tests {
         assert!(lacking(-32000, "header not found"));
         assert!(lacking(-32000, "header for hash not found"));
         assert!(lacking(-32000, "unknown block"));
+        assert!(lacking(
+            -32000,
+            "request beyond head block: requested 2147483647, head 19000000"
+        ));
         assert!(lacking(
             -32000,
             "missing trie node 1d3b7dfa4c1b5e5e0b2f6b8e5a7b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b (path ) state 0x1d3b is not available"
