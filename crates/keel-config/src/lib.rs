@@ -185,6 +185,11 @@ pub struct ChainConfig {
     /// Verified answers: whether reads are checked against several upstreams or a proof.
     #[serde(default)]
     pub verify: VerifyConfig,
+    /// Largest answer body read from an upstream of this chain, in bytes, unless the upstream
+    /// sets its own. A larger answer is cut off as soon as it passes the limit, counts as a
+    /// failure of that upstream and is asked elsewhere.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
     /// The nodes that serve this chain.
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
@@ -196,6 +201,14 @@ fn default_head_poll_interval() -> Duration {
 
 fn default_max_lag_blocks() -> u64 {
     5
+}
+
+/// Default largest upstream answer: 160 MiB, reth's own default cap on the answers it serves
+/// (`--rpc.max-response-size`), which real `eth_getLogs` and block-trace answers stay under.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 160 * 1024 * 1024;
+
+fn default_max_response_bytes() -> usize {
+    DEFAULT_MAX_RESPONSE_BYTES
 }
 
 impl ChainConfig {
@@ -210,6 +223,7 @@ impl ChainConfig {
             methods: MethodPolicyConfig::default(),
             health: HealthConfig::default(),
             verify: VerifyConfig::default(),
+            max_response_bytes: default_max_response_bytes(),
             upstreams,
         }
     }
@@ -436,6 +450,10 @@ pub struct UpstreamConfig {
     /// Most calls in flight to this upstream at once; further calls go elsewhere or wait.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Largest answer body read from this upstream, in bytes. Unset: the chain's
+    /// `max_response_bytes`.
+    #[serde(default)]
+    pub max_response_bytes: Option<usize>,
     /// PEM file of CA certificates trusted for this upstream's `https://` endpoint, besides the
     /// system's (a node behind an internal CA).
     #[serde(default)]
@@ -471,6 +489,7 @@ impl UpstreamConfig {
             request_timeout: default_upstream_timeout(),
             connect_timeout: default_connect_timeout(),
             max_in_flight: default_max_in_flight(),
+            max_response_bytes: None,
         }
     }
 }
@@ -504,6 +523,9 @@ impl Config {
         }
         config.validate().map_err(|v| v.locate(origin, text))?;
         config.resolve_secrets()?;
+        config
+            .distinct_upstreams()
+            .map_err(|v| v.locate(origin, text))?;
         Ok(config)
     }
 

@@ -6,6 +6,7 @@
     unreachable_pub
 )]
 
+mod answers;
 mod devnet;
 mod edge;
 mod failover;
