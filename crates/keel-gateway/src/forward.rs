@@ -102,12 +102,12 @@ pub(crate) async fn serve(
         }
         return served;
     }
-    let mode = verify::mode_for(chain, &req.method, verify_header);
-    if mode != VerifyMode::None
+    let choice = verify::choose(chain, &req.method, verify_header);
+    if choice.verifies()
         && let Route::Read { .. } = policy::route(chain, &req.method, req.params)
     {
         let mut answer = Vec::new();
-        let served = verify::read(ctx, req, mode, &mut answer).await;
+        let served = verify::read(ctx, req, &choice, &mut answer).await;
         if req.id.is_some() {
             out.extend_from_slice(&answer);
         }
