@@ -275,7 +275,11 @@ impl EvidenceLog {
             && let Some((_, newest)) = segments(dir)?.last()
         {
             let text = std::fs::read(newest).map_err(|e| io_err(newest, &e))?;
-            next_id = parse(&text, FILE_NAME).records.iter().map(|r| r.id + 1).max();
+            next_id = parse(&text, FILE_NAME)
+                .records
+                .iter()
+                .map(|r| r.id + 1)
+                .max();
         }
         let mut size = text.len() as u64;
         if text.last().is_some_and(|b| *b != b'\n') {
@@ -319,7 +323,8 @@ impl EvidenceLog {
         let now = now_ms();
         let full = inner.size + line.len() as u64 > self.retention.segment_bytes();
         let old = inner.first.is_some_and(|(_, t)| {
-            now.saturating_sub(t) > u64::try_from(self.retention.segment_age().as_millis()).unwrap_or(u64::MAX)
+            now.saturating_sub(t)
+                > u64::try_from(self.retention.segment_age().as_millis()).unwrap_or(u64::MAX)
         });
         if let Some((first_id, _)) = inner.first.filter(|_| full || old) {
             self.close_segment(&mut inner, first_id)?;
@@ -710,7 +715,12 @@ mod tests {
         f.set_modified(SystemTime::now() - 9 * day).unwrap();
         drop(f);
         assert_eq!(log.append(record("newer")).unwrap(), 3);
-        let ids: Vec<u64> = list(dir.path()).unwrap().records.iter().map(|r| r.id).collect();
+        let ids: Vec<u64> = list(dir.path())
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| r.id)
+            .collect();
         assert_eq!(ids, [2, 3]);
         assert!(segments(dir.path()).unwrap().is_empty());
     }

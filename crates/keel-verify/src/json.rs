@@ -290,7 +290,10 @@ mod tests {
     #[test]
     fn duplicate_keys_are_found_at_any_depth_with_their_path() {
         assert_eq!(dup(r#"{"a":1,"a":2}"#), "result.a");
-        assert_eq!(dup(r#"{"a":{"b":1,"c":[{"d":1},{"d":1,"d":2}]}}"#), "result.a.c[1].d");
+        assert_eq!(
+            dup(r#"{"a":{"b":1,"c":[{"d":1},{"d":1,"d":2}]}}"#),
+            "result.a.c[1].d"
+        );
         // Escapes decode to the same key.
         assert_eq!(dup(r#"{"a":1,"\u0061":2}"#), "result.a");
         assert_eq!(dup(r#"[{"x y":1,"x y":1}]"#), r#"result[0]["x y"]"#);
@@ -336,7 +339,10 @@ mod tests {
         for (body, path) in [
             (r#"{"id":1,"result":"0x1","result":"0x2"}"#, "result"),
             (r#"{"id":1,"id":2,"result":"0x1"}"#, "id"),
-            (r#"{"id":1,"result":{"stateRoot":"0x1","stateRoot":"0x2"}}"#, "result.stateRoot"),
+            (
+                r#"{"id":1,"result":{"stateRoot":"0x1","stateRoot":"0x2"}}"#,
+                "result.stateRoot",
+            ),
             (r#"{"id":1,"error":{"code":1,"code":2}}"#, "error.code"),
             (r#"{"id":{"a":1,"a":1},"result":1}"#, "id.a"),
         ] {

@@ -292,7 +292,9 @@ fn read_block_object(raw: &RawValue) -> std::result::Result<Block, String> {
     let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
     match (node.get("blockHash"), node.get("blockNumber")) {
         (Some(Node::String(_)), None)
-            if keys.iter().all(|k| ["blockHash", "requireCanonical"].contains(k)) =>
+            if keys
+                .iter()
+                .all(|k| ["blockHash", "requireCanonical"].contains(k)) =>
         {
             Ok(Block::Hash)
         }
@@ -317,12 +319,11 @@ fn pin_logs(params: &RawValue, pins: &BlockPins) -> Result<Pin> {
     };
     // Repeated keys would let keel pin one `toBlock` while the upstream reads another.
     json::check_unique_keys(filter.get(), "filter").map_err(|e| bad(&e.to_string()))?;
-    let mut fields: Vec<(String, &RawValue)> = serde_json::from_str::<
-        std::collections::BTreeMap<String, &RawValue>,
-    >(filter.get())
-    .map_err(|_| bad("the filter is not a JSON object"))?
-    .into_iter()
-    .collect();
+    let mut fields: Vec<(String, &RawValue)> =
+        serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(filter.get())
+            .map_err(|_| bad("the filter is not a JSON object"))?
+            .into_iter()
+            .collect();
     if fields.iter().any(|(k, _)| k == "blockHash") {
         return Ok(Pin::Fixed { block: None });
     }
@@ -359,10 +360,7 @@ fn pin_logs(params: &RawValue, pins: &BlockPins) -> Result<Pin> {
             },
             Block::Hash | Block::Moving => {
                 return Ok(Pin::Moving {
-                    block: format!(
-                        "{key} {}",
-                        given.map_or("(omitted)", |r| r.get().trim())
-                    ),
+                    block: format!("{key} {}", given.map_or("(omitted)", |r| r.get().trim())),
                 });
             }
         };
@@ -388,7 +386,13 @@ fn pin_logs(params: &RawValue, pins: &BlockPins) -> Result<Pin> {
     }
     let body: Vec<String> = fields
         .iter()
-        .map(|(k, v)| format!("{}:{}", serde_json::to_string(k).unwrap_or_default(), v.get()))
+        .map(|(k, v)| {
+            format!(
+                "{}:{}",
+                serde_json::to_string(k).unwrap_or_default(),
+                v.get()
+            )
+        })
         .collect();
     let mut parts: Vec<String> = items.iter().map(|r| r.get().to_owned()).collect();
     parts[0] = format!("{{{}}}", body.join(","));
@@ -482,19 +486,37 @@ mod tests {
         );
         assert_eq!(pin("eth_sendRawTransaction", r#"["0x12"]"#), None);
         let a = r#""0x00000000000000000000000000000000000000aa""#;
-        assert_eq!(classify("eth_getBalance", &format!("[{a},\"0x5\"]")), "fixed Some(5)");
-        assert_eq!(classify("eth_getBalance", &format!("[{a},\"earliest\"]")), "fixed Some(0)");
-        let hash = format!("\"0x{}\"", "ab".repeat(32));
-        assert_eq!(classify("eth_getBalance", &format!("[{a},{hash}]")), "fixed None");
         assert_eq!(
-            classify("eth_getBalance", &format!("[{a},{{\"blockHash\":{hash},\"requireCanonical\":true}}]")),
+            classify("eth_getBalance", &format!("[{a},\"0x5\"]")),
+            "fixed Some(5)"
+        );
+        assert_eq!(
+            classify("eth_getBalance", &format!("[{a},\"earliest\"]")),
+            "fixed Some(0)"
+        );
+        let hash = format!("\"0x{}\"", "ab".repeat(32));
+        assert_eq!(
+            classify("eth_getBalance", &format!("[{a},{hash}]")),
             "fixed None"
         );
         assert_eq!(
-            classify("eth_getBalance", &format!("[{a},{{\"blockNumber\":\"0x7\"}}]")),
+            classify(
+                "eth_getBalance",
+                &format!("[{a},{{\"blockHash\":{hash},\"requireCanonical\":true}}]")
+            ),
+            "fixed None"
+        );
+        assert_eq!(
+            classify(
+                "eth_getBalance",
+                &format!("[{a},{{\"blockNumber\":\"0x7\"}}]")
+            ),
             "fixed Some(7)"
         );
-        assert_eq!(classify("eth_getTransactionReceipt", &format!("[{hash}]")), "none");
+        assert_eq!(
+            classify("eth_getTransactionReceipt", &format!("[{hash}]")),
+            "none"
+        );
         assert_eq!(classify("eth_blockNumber", "[]"), "none");
     }
 
@@ -512,11 +534,17 @@ mod tests {
         );
         // EIP-1898 objects naming a tag become the number.
         assert_eq!(
-            classify("eth_getBalance", &format!(r#"[{a},{{"blockNumber":"latest"}}]"#)),
+            classify(
+                "eth_getBalance",
+                &format!(r#"[{a},{{"blockNumber":"latest"}}]"#)
+            ),
             format!("pinned 32 [{a},\"0x20\"]")
         );
         assert_eq!(
-            classify("eth_getBalance", &format!(r#"[{a},{{"blockNumber":"finalized"}}]"#)),
+            classify(
+                "eth_getBalance",
+                &format!(r#"[{a},{{"blockNumber":"finalized"}}]"#)
+            ),
             format!("pinned 8 [{a},\"0x8\"]")
         );
         // What cannot be fixed is said to move, never left for upstreams to read their way.
@@ -554,7 +582,10 @@ mod tests {
     #[test]
     fn log_filters_are_pinned_too() {
         assert_eq!(
-            classify("eth_getLogs", r#"[{"fromBlock":"0x1","toBlock":"0x5","address":"0xaa"}]"#),
+            classify(
+                "eth_getLogs",
+                r#"[{"fromBlock":"0x1","toBlock":"0x5","address":"0xaa"}]"#
+            ),
             "fixed Some(5)"
         );
         assert_eq!(
@@ -567,11 +598,17 @@ mod tests {
             r#"pinned 32 [{"address":"0xaa","topics":[],"fromBlock":"0x20","toBlock":"0x20"}]"#
         );
         assert_eq!(
-            classify("eth_getLogs", r#"[{"fromBlock":"0x1","toBlock":"finalized"}]"#),
+            classify(
+                "eth_getLogs",
+                r#"[{"fromBlock":"0x1","toBlock":"finalized"}]"#
+            ),
             r#"pinned 8 [{"fromBlock":"0x1","toBlock":"0x8"}]"#
         );
         assert_eq!(
-            classify("eth_getLogs", r#"[{"fromBlock":"earliest","toBlock":"\u006catest"}]"#),
+            classify(
+                "eth_getLogs",
+                r#"[{"fromBlock":"earliest","toBlock":"\u006catest"}]"#
+            ),
             r#"pinned 32 [{"fromBlock":"earliest","toBlock":"0x20"}]"#
         );
         for filter in [
@@ -583,8 +620,8 @@ mod tests {
             let got = classify("eth_getLogs", &format!("[{filter}]"));
             assert!(got.starts_with("moving "), "{filter}: {got}");
         }
-        let raw = RawValue::from_string(r#"[{"toBlock":"0x1","toBlock":"latest"}]"#.to_owned())
-            .unwrap();
+        let raw =
+            RawValue::from_string(r#"[{"toBlock":"0x1","toBlock":"latest"}]"#.to_owned()).unwrap();
         assert!(matches!(
             pin_request("eth_getLogs", &raw, &BlockPins::latest(1)),
             Err(VerifyError::BadParams { .. })
@@ -595,8 +632,14 @@ mod tests {
     fn moving_tags_are_found_anywhere() {
         let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
         assert_eq!(moving_tag(&raw(r#"["0x1"]"#)), None);
-        assert_eq!(moving_tag(&raw(r#"["0x1", [" Pending "]]"#)).as_deref(), Some(" Pending "));
-        assert_eq!(moving_tag(&raw(r#"[{"a":{"b":"latest"}}]"#)).as_deref(), Some("latest"));
+        assert_eq!(
+            moving_tag(&raw(r#"["0x1", [" Pending "]]"#)).as_deref(),
+            Some(" Pending ")
+        );
+        assert_eq!(
+            moving_tag(&raw(r#"[{"a":{"b":"latest"}}]"#)).as_deref(),
+            Some("latest")
+        );
         assert_eq!(moving_tag(&raw(r#"["earliest", "0x5"]"#)), None);
     }
 

@@ -384,7 +384,18 @@ async fn unverifiable(
         Route::Read {
             need,
             null_may_be_lag,
-        } => forward::read(ctx.chain, req, body, need, null_may_be_lag, ctx.deadline, out).await,
+        } => {
+            forward::read(
+                ctx.chain,
+                req,
+                body,
+                need,
+                null_may_be_lag,
+                ctx.deadline,
+                out,
+            )
+            .await
+        }
         // Writes never reach verification.
         Route::Broadcast { .. } => failed(req, code::INTERNAL, "internal error", out),
     };
@@ -518,7 +529,9 @@ mod tests {
             assert!(
                 matches!(
                     canonical_answer("eth_call", None, body),
-                    Err(NoAnswer::Malformed(keel_verify::VerifyError::DuplicateKey { .. }))
+                    Err(NoAnswer::Malformed(
+                        keel_verify::VerifyError::DuplicateKey { .. }
+                    ))
                 ),
                 "{}",
                 String::from_utf8_lossy(body)

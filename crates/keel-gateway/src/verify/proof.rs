@@ -349,9 +349,15 @@ fn method_unsupported(err: &RawValue) -> bool {
     };
     let m = e.message.to_ascii_lowercase();
     e.code == -32601
-        || ["not supported", "unsupported", "does not exist", "not implemented", "method not found"]
-            .iter()
-            .any(|w| m.contains(w))
+        || [
+            "not supported",
+            "unsupported",
+            "does not exist",
+            "not implemented",
+            "method not found",
+        ]
+        .iter()
+        .any(|w| m.contains(w))
 }
 
 /// Why no trusted state root could be had.

@@ -33,7 +33,8 @@ pub(super) struct Question<'a> {
     /// The block the question is pinned to, for evidence.
     pub(super) block: Option<u64>,
     pub(super) need: Need,
-    /// Whether the chain's `fallback` may answer without agreement (never for state roots).
+    /// Whether the chain's `fallback` may answer without agreement (never for state roots,
+    /// whose splits are not recorded either).
     pub(super) may_fall_back: bool,
     /// On whose behalf: a client's check penalises and records nobody.
     pub(super) check: Check,
@@ -272,7 +273,9 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
         [a, b, ..] if a.len() > b.len() => Some(a),
         _ => None,
     };
-    if groups.len() > 1 {
+    // A split of the header question of proof mode is not recorded: nobody is blamed for it
+    // and the value is then checked by quorum (whose own split, if any, is recorded).
+    if groups.len() > 1 && q.may_fall_back {
         reporter().report_split(&answers, largest, &message).await;
     }
     let pick = |name: &str| answers.iter().position(|a| a.upstream.name() == name);
