@@ -187,7 +187,10 @@ async fn a_lying_upstream_is_outvoted_disproved_recorded_and_ejected() {
     let ups = [("a", ua.as_str()), ("b", &ub), ("liar", &liar_url)];
     // The checks are the operator's (a client's own checks never penalise: see
     // verify_client.rs): first proof mode, then quorum mode for account reads.
-    let r = start(&ups, |c| c.chains[0].verify.account = Some(VerifyMode::Proof)).await;
+    let r = start(&ups, |c| {
+        c.chains[0].verify.account = Some(VerifyMode::Proof)
+    })
+    .await;
     let url = r.rpc_url("dev");
     let dir = r._dir.path().to_owned();
     let balance = json!([DEV_ADDR_0, "latest"]);
@@ -221,7 +224,10 @@ async fn a_lying_upstream_is_outvoted_disproved_recorded_and_ejected() {
     drop(r);
 
     // Quorum mode answers the honest value and records the liar as the minority.
-    let r = start(&ups, |c| c.chains[0].verify.account = Some(VerifyMode::Quorum)).await;
+    let r = start(&ups, |c| {
+        c.chains[0].verify.account = Some(VerifyMode::Quorum)
+    })
+    .await;
     let url = r.rpc_url("dev");
     let dir = r._dir.path().to_owned();
     assert!(
