@@ -51,50 +51,73 @@ async fn failures(r: &Running, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_with_a_duplicated_key_is_a_failed_answer_never_served() {
     let (_nodes, urls) = anvils().await;
-    let params = json!([DEV_ADDR_0, "0x1"]);
-    let honest = rpc(&urls[0], "eth_getBalance", params.clone()).await["result"].clone();
-    // The liar answers first (the honest nodes are slowed down), writing `result` twice: a lie
+    // The liar answers first (the honest nodes are slowed down) and writes a key twice: a lie
     // first, the truth last. Keeping the last key, it agrees with the honest nodes; keeping
-    // the first, a client reads the lie.
-    let (ha, hb) = (
-        Tamper::slow_for(&urls[0], "eth_getBalance", Duration::from_millis(300)).await,
-        Tamper::slow_for(&urls[1], "eth_getBalance", Duration::from_millis(300)).await,
-    );
-    let liar = Tamper::lying(
-        &urls[2],
-        Lie::Duplicate {
-            method: "eth_getBalance",
-            key: "result",
-            value: "\"0x1\"".to_owned(),
-        },
-    )
-    .await;
-    let lied = reqwest::Client::new()
-        .post(liar.url())
-        .body(json!({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":params}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(has_duplicate_key(&lied), "the proxy duplicates: {lied}");
-    let (ua, ub, ul) = (ha.url(), hb.url(), liar.url());
-    let r = start(&[("a", &ua), ("b", &ub), ("liar", &ul)], |c| {
-        c.chains[0].verify.account = Some(VerifyMode::Quorum);
-    })
-    .await;
-    let url = r.rpc_url("dev");
-    let before = failures(&r, "liar").await;
-    for _ in 0..3 {
-        let (verified, text) = call_raw(&url, "eth_getBalance", params.clone()).await;
-        assert!(!has_duplicate_key(&text), "served: {text}");
-        let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["result"], honest, "{text}");
-        assert_eq!(verified, "quorum:2/3");
+    // the first, a client reads the lie. Once at the top level, once inside the result.
+    let cases = [
+        (
+            "eth_getBalance",
+            json!([DEV_ADDR_0, "0x1"]),
+            "result",
+            "\"0x1\"".to_owned(),
+        ),
+        (
+            "eth_getBlockByNumber",
+            json!(["0x1", false]),
+            "hash",
+            format!("\"0x{}\"", "66".repeat(32)),
+        ),
+    ];
+    for (method, params, key, value) in cases {
+        let honest = rpc(&urls[0], method, params.clone()).await["result"].clone();
+        let slow = Duration::from_millis(300);
+        let (ha, hb) = (
+            Tamper::slow_for(&urls[0], method, slow).await,
+            Tamper::slow_for(&urls[1], method, slow).await,
+        );
+        let lie = Lie::Duplicate { method, key, value };
+        let liar = Tamper::lying(&urls[2], lie).await;
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let lied = reqwest::Client::new()
+            .post(liar.url())
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(has_duplicate_key(&lied), "the proxy duplicates: {lied}");
+        let (ua, ub, ul) = (ha.url(), hb.url(), liar.url());
+        let r = start(&[("a", &ua), ("b", &ub), ("liar", &ul)], |c| {
+            let v = &mut c.chains[0].verify;
+            v.account = Some(VerifyMode::Quorum);
+            v.methods
+                .insert("eth_getBlockByNumber".to_owned(), VerifyMode::Quorum);
+        })
+        .await;
+        // The slowed head polls report block 1 too.
+        assert!(
+            eventually(Duration::from_secs(10), async || {
+                r.status().await.chains[0]
+                    .upstreams
+                    .iter()
+                    .all(|u| u["head"] == 1)
+            })
+            .await
+        );
+        let url = r.rpc_url("dev");
+        let before = failures(&r, "liar").await;
+        for _ in 0..3 {
+            let (verified, text) = call_raw(&url, method, params.clone()).await;
+            assert!(!has_duplicate_key(&text), "{method} served: {text}");
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["result"], honest, "{text}");
+            assert_eq!(verified, "quorum:2/3", "{method}");
+        }
+        // The liar's answers count as failures of that upstream.
+        assert!(failures(&r, "liar").await >= before + 3, "{method}");
     }
-    // The liar's answers count as failures of that upstream.
-    assert!(failures(&r, "liar").await >= before + 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
