@@ -75,6 +75,7 @@ impl Gateway {
             max_age: evidence.max_age,
         };
         let verifier = Arc::new(verify::Verifier::new(evidence_dir, retention));
+        verifier.open_log();
         Self {
             inner: Arc::new(Inner {
                 registry,

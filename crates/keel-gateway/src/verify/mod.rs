@@ -90,23 +90,41 @@ impl Verifier {
         }
     }
 
+    /// The evidence log, opened (and its retention applied) on first use.
+    fn log(&self) -> Option<&EvidenceLog> {
+        self.log
+            .get_or_init(|| {
+                let dir = self.evidence_dir.as_deref()?;
+                EvidenceLog::open_with(dir, self.retention)
+                    .map_err(|e| tracing::error!(error = %e, "cannot open the evidence log"))
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Opens the evidence log in the background now (when there is one and a runtime to do
+    /// it on), so that records past `max_age` are deleted at start, not only at the next
+    /// record.
+    pub(crate) fn open_log(self: &Arc<Self>) {
+        if self.evidence_dir.is_none() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let this = Arc::clone(self);
+        // Errors are logged by `log`; a panic here would surface at the first record.
+        drop(tokio::task::spawn_blocking(move || {
+            this.log();
+        }));
+    }
+
     /// Appends `record` to the evidence log (opened on first use), off the async threads.
     async fn record(self: &Arc<Self>, record: EvidenceRecord) {
         if self.evidence_dir.is_none() {
             return;
         }
         let this = Arc::clone(self);
-        let joined = tokio::task::spawn_blocking(move || {
-            let log = this.log.get_or_init(|| {
-                let dir = this.evidence_dir.as_deref()?;
-                EvidenceLog::open_with(dir, this.retention)
-                    .map_err(|e| tracing::error!(error = %e, "cannot open the evidence log"))
-                    .ok()
-            });
-            match log {
-                Some(log) => log.append(record).map(|_| ()).map_err(|e| e.to_string()),
-                None => Err("the evidence log is not open".to_owned()),
-            }
+        let joined = tokio::task::spawn_blocking(move || match this.log() {
+            Some(log) => log.append(record).map(|_| ()).map_err(|e| e.to_string()),
+            None => Err("the evidence log is not open".to_owned()),
         })
         .await;
         match joined {

@@ -241,3 +241,29 @@ async fn the_evidence_log_stays_within_its_bound_under_a_flood_of_lies() {
     assert!(ids.contains(&written) && !ids.contains(&1), "{ids:?}");
     assert!(ids.len() > 10, "{ids:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn evidence_past_its_age_is_deleted_when_keel_starts() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("evidence");
+    std::fs::create_dir_all(&dir).unwrap();
+    let line = r#"{"id":1,"time":"2020-01-01T00:00:00.000Z","chain":"dev","method":"eth_getBalance","params":[],"mode":"quorum","answers":[],"majority":[],"minority":["x"],"reason":"r"}"#;
+    let (old, young) = (dir.join("evidence.1.jsonl"), dir.join("evidence.2.jsonl"));
+    for path in [&old, &young] {
+        std::fs::write(path, format!("{line}\n")).unwrap();
+    }
+    let day = Duration::from_secs(24 * 3600);
+    let f = std::fs::File::options().write(true).open(&old).unwrap();
+    f.set_modified(std::time::SystemTime::now() - 100 * day)
+        .unwrap();
+    drop(f);
+    let mut c = keel_testkit::config_for("dev", 31337, &[("a", "http://127.0.0.1:9")]);
+    c.evidence.max_age = 90 * day;
+    let node = keel_node::Node::bind(c, data.path()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), async || !old.exists()).await,
+        "the old segment is still there"
+    );
+    assert!(young.exists());
+    drop(node);
+}
