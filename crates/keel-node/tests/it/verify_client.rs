@@ -184,16 +184,25 @@ async fn a_clients_check_never_penalises_or_records_even_a_liar() {
     );
 }
 
-/// Every record of the evidence log in `dir` (all segments) and the bytes its files hold.
+/// Every record of the evidence log in `dir` (all segments) and the bytes its files hold, read
+/// while the gateway may be writing: a file renamed during the listing is counted once (by
+/// inode), one deleted is skipped.
 fn log_of(dir: &Path) -> (Vec<Value>, u64) {
+    use std::os::unix::fs::MetadataExt;
     let mut records = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut bytes = 0;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return (records, 0);
     };
-    for e in entries {
-        let e = e.unwrap();
-        bytes += e.metadata().unwrap().len();
+    for e in entries.flatten() {
+        let Ok(meta) = std::fs::metadata(e.path()) else {
+            continue;
+        };
+        if !seen.insert(meta.ino()) {
+            continue;
+        }
+        bytes += meta.len();
         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
         records.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
     }
