@@ -122,7 +122,12 @@ async fn a_client_hammering_quorum_gets_no_honest_upstream_ejected() {
     let (_, _, answer) = vcall(&url, "quorum", "eth_feeHistory", json!(["0x1", "0x1", []])).await;
     refused(&answer, "client_methods");
     let (_, v, answer) = vcall(&url, "none", "eth_blockNumber", json!([])).await;
-    assert_eq!((v.as_str(), &answer["result"]), ("none", &json!("0x4")));
+    assert_eq!(v, "none");
+    // One node's head, unverified.
+    assert!(
+        answer["result"] == "0x1" || answer["result"] == "0x4",
+        "{answer}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -212,14 +217,22 @@ fn log_of(dir: &Path) -> (Vec<Value>, u64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_evidence_log_stays_within_its_bound_under_a_flood_of_lies() {
     let (_nodes, urls) = anvils().await;
+    // The liar usually answers first, so most requests record it before they are answered
+    // (late answers are ignored: no record is written in the background, and the log can be
+    // measured between requests).
+    let slow = Duration::from_millis(20);
+    let (ha, hb) = (
+        Tamper::slow_for(&urls[0], "eth_getBalance", slow).await,
+        Tamper::slow_for(&urls[1], "eth_getBalance", slow).await,
+    );
     let liar = Tamper::start(&urls[2], "0x1").await;
-    let ul = liar.url();
+    let (ua, ub, ul) = (ha.url(), hb.url(), liar.url());
     let max = 64 * 1024;
-    let r = start(&[("a", &urls[0]), ("b", &urls[1]), ("liar", &ul)], |c| {
+    let r = start(&[("a", &ua), ("b", &ub), ("liar", &ul)], |c| {
         let v = &mut c.chains[0].verify;
         v.account = Some(VerifyMode::Quorum);
-        // Every answer compared and the liar kept in play, so every request is evidence.
-        v.late_answers = LateAnswers::Check;
+        v.late_answers = LateAnswers::Ignore;
+        // The liar stays in play.
         v.evidence_threshold = u32::MAX;
         c.evidence.max_bytes = max;
     })
