@@ -47,6 +47,32 @@ pub struct Config {
     pub chains: Vec<ChainConfig>,
     /// The IPFS-compatible content store and its listeners. Absent = disabled.
     pub content: Option<content::ContentConfig>,
+    /// The evidence log of wrong answers found by verified reads: its bounds.
+    pub evidence: EvidenceConfig,
+}
+
+/// `[evidence]`: bounds of the evidence log (`<data-dir>/evidence/`), which holds a record of
+/// every wrong answer verified reads found (see docs/verification.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// Most bytes the log's files hold together (at least 64 KiB); the oldest records are
+    /// deleted to make room. A record is at most an eighth of it (and 1 MiB): larger answers in
+    /// it are replaced by their size and hash.
+    pub max_bytes: u64,
+    /// Records older than this are deleted (at the latest by 9/8 of it, when a record is
+    /// appended or keel starts).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 * 1024 * 1024,
+            max_age: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
 }
 
 /// `[gateway]`: the JSON-RPC listener.
@@ -264,6 +290,88 @@ pub const ACCOUNT_METHODS: &[&str] = &[
     "eth_getProof",
 ];
 
+/// Reads whose answers legitimately differ between honest upstreams (head, fees, peers, sync,
+/// mempool, client version, gas estimates) or that are not reads at all (filters,
+/// subscriptions, writes, signing). They are never verified: `mode` does not apply to them,
+/// `[chains.verify.methods]` may not name them with `quorum` or `proof`, and neither may
+/// `client_methods`. An entry ending in `_` is a namespace.
+pub const NEVER_VERIFIED: &[&str] = &[
+    "eth_blockNumber",
+    "eth_gasPrice",
+    "eth_maxPriorityFeePerGas",
+    "eth_blobBaseFee",
+    "eth_estimateGas",
+    "eth_syncing",
+    "eth_mining",
+    "eth_hashrate",
+    "eth_coinbase",
+    "eth_accounts",
+    "eth_protocolVersion",
+    "eth_getWork",
+    "eth_submitWork",
+    "eth_submitHashrate",
+    "eth_newFilter",
+    "eth_newBlockFilter",
+    "eth_newPendingTransactionFilter",
+    "eth_getFilterChanges",
+    "eth_getFilterLogs",
+    "eth_uninstallFilter",
+    "eth_subscribe",
+    "eth_unsubscribe",
+    "eth_sendRawTransaction",
+    "eth_sendTransaction",
+    "eth_sign",
+    "eth_signTransaction",
+    "eth_signTypedData",
+    "web3_clientVersion",
+    "net_peerCount",
+    "net_listening",
+    "txpool_",
+    "admin_",
+    "miner_",
+    "personal_",
+    "anvil_",
+    "evm_",
+    "hardhat_",
+    "engine_",
+];
+
+/// Whether `method` is never verified (see [`NEVER_VERIFIED`]).
+pub fn never_verified(method: &str) -> bool {
+    NEVER_VERIFIED.iter().any(|m| match m.strip_suffix('_') {
+        Some(_) => method.starts_with(m),
+        None => method == *m,
+    })
+}
+
+/// The default `client_methods`: reads whose answer is fixed once their block is (by number,
+/// pinned tag or hash), so that honest upstreams give the same answer.
+pub const CLIENT_METHODS: &[&str] = &[
+    "eth_chainId",
+    "net_version",
+    "eth_getBalance",
+    "eth_getTransactionCount",
+    "eth_getCode",
+    "eth_getStorageAt",
+    "eth_getProof",
+    "eth_call",
+    "eth_getLogs",
+    "eth_getBlockByNumber",
+    "eth_getBlockByHash",
+    "eth_getBlockReceipts",
+    "eth_getBlockTransactionCountByNumber",
+    "eth_getBlockTransactionCountByHash",
+    "eth_getTransactionByHash",
+    "eth_getTransactionByBlockNumberAndIndex",
+    "eth_getTransactionByBlockHashAndIndex",
+    "eth_getTransactionReceipt",
+    "eth_getRawTransactionByHash",
+    "eth_getUncleByBlockNumberAndIndex",
+    "eth_getUncleByBlockHashAndIndex",
+    "eth_getUncleCountByBlockNumber",
+    "eth_getUncleCountByBlockHash",
+];
+
 /// What happens to answers still in flight once a quorum agreed. Either way the client's
 /// answer does not wait for them, and with `hedge_after` upstreams not yet asked never are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -337,8 +445,13 @@ pub struct VerifyConfig {
     /// Per-method mode, overriding `mode` and `account` (e.g. `eth_gasPrice = "none"`).
     pub methods: std::collections::BTreeMap<String, VerifyMode>,
     /// Disagreements (or failed proofs) in a row after which the minority upstream is ejected;
-    /// every disagreement is also a health penalty.
+    /// every disagreement is also a health penalty. Only checks this config asks for count:
+    /// one a client asked for with `x-keel-verify` never penalises.
     pub evidence_threshold: u32,
+    /// Methods a client may ask to have verified with `x-keel-verify: quorum|proof` beyond
+    /// what this config verifies. Default: [`CLIENT_METHODS`], the reads whose answers are
+    /// fixed once their block is. A [`NEVER_VERIFIED`] method is refused here.
+    pub client_methods: Vec<String>,
 }
 
 impl Default for VerifyConfig {
@@ -355,13 +468,18 @@ impl Default for VerifyConfig {
             checkpoints: Vec::new(),
             methods: std::collections::BTreeMap::new(),
             evidence_threshold: 3,
+            client_methods: CLIENT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
         }
     }
 }
 
 impl VerifyConfig {
-    /// The configured mode for `method` on a chain with `upstreams` upstreams.
+    /// The configured mode for `method` on a chain with `upstreams` upstreams (`none` for a
+    /// [`NEVER_VERIFIED`] method, whatever `mode` says).
     pub fn mode_for(&self, method: &str, upstreams: usize) -> VerifyMode {
+        if never_verified(method) {
+            return VerifyMode::None;
+        }
         if let Some(m) = self.methods.get(method) {
             return *m;
         }

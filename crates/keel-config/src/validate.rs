@@ -150,6 +150,15 @@ impl Config {
                 }
             }
         }
+        let e = &self.evidence;
+        if e.max_bytes < 64 * 1024 {
+            return Err(Violation::new(
+                vec![Key("evidence"), Key("max_bytes")],
+                format!("{} bytes is too small for the evidence log", e.max_bytes),
+                "use at least 65536 (64 KiB); the default is 268435456 (256 MiB)",
+            ));
+        }
+        positive(e.max_age, vec![Key("evidence"), Key("max_age")])?;
         if self.chains.is_empty() && self.devnet.is_none() {
             return Err(Violation::new(
                 vec![Key("chains")],
@@ -415,6 +424,42 @@ fn verify(c: &crate::ChainConfig, ci: usize) -> Result<(), Violation> {
                 ],
                 format!("`{}` is not a 32-byte hash", cp.state_root),
                 "write 0x followed by 64 hex digits, e.g. the stateRoot of eth_getBlockByNumber",
+            ));
+        }
+    }
+    for (method, mode) in &v.methods {
+        if *mode != crate::VerifyMode::None && crate::never_verified(method) {
+            return Err(Violation::new(
+                vec![Key("chains"), Index(ci), Key("verify"), Key("methods")],
+                format!(
+                    "{method} cannot be verified: its answers legitimately differ between honest upstreams (or it is not a read), so a check would penalise honest ones"
+                ),
+                format!("remove `{method} = \"{}\"`", mode.as_str()),
+            ));
+        }
+    }
+    for (i, method) in v.client_methods.iter().enumerate() {
+        let at = vec![
+            Key("chains"),
+            Index(ci),
+            Key("verify"),
+            Key("client_methods"),
+            Index(i),
+        ];
+        if method.is_empty() || method.trim() != method {
+            return Err(Violation::new(
+                at,
+                format!("`{method}` is not a method name"),
+                "write JSON-RPC method names such as \"eth_call\"",
+            ));
+        }
+        if crate::never_verified(method) {
+            return Err(Violation::new(
+                at,
+                format!(
+                    "{method} cannot be verified: its answers legitimately differ between honest upstreams (or it is not a read)"
+                ),
+                "remove it from client_methods",
             ));
         }
     }

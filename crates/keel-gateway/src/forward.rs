@@ -102,22 +102,23 @@ pub(crate) async fn serve(
         }
         return served;
     }
-    let mode = verify::mode_for(chain, &req.method, verify_header);
+    let choice = verify::choose(chain, &req.method, verify_header);
     let route = policy::route(chain, &req.method, req.params);
     if let Route::Read {
         need: Need::Block(n),
         ..
     } = route
         && !chain.has_block(n)
-        && let Some(served) = beyond_heads(ctx, req, mode, out).await
+        && !choice.is_refused()
+        && let Some(served) = beyond_heads(ctx, req, choice.mode, out).await
     {
         return served;
     }
-    if mode != VerifyMode::None
+    if choice.verifies()
         && let Route::Read { .. } = route
     {
         let mut answer = Vec::new();
-        let served = verify::read(ctx, req, mode, &mut answer).await;
+        let served = verify::read(ctx, req, &choice, &mut answer).await;
         if req.id.is_some() {
             out.extend_from_slice(&answer);
         }

@@ -122,6 +122,7 @@ impl Node {
             config.gateway.clone(),
             gateway_metrics,
             Some(data_dir.join("evidence")),
+            config.evidence,
         );
         let gateway_cancel = CancellationToken::new();
         let mut gateway_task = JoinSet::new();

@@ -3,6 +3,7 @@
 pub(crate) mod content;
 pub(crate) mod evidence;
 pub(crate) mod status;
+pub(crate) mod terminal;
 pub(crate) mod trust;
 pub(crate) mod up;
 

@@ -14,5 +14,8 @@ mod filters;
 mod support;
 mod upstreams;
 mod verify;
+mod verify_answers;
+mod verify_client;
+mod verify_dev;
 mod verify_policy;
 mod verify_roots;
