@@ -39,8 +39,15 @@ fuzz_target!(|data: &[u8]| {
     };
     for (cid, bytes) in &blocks {
         assert!(check_supported(cid).is_ok(), "unsupported {cid} yielded");
-        assert!(matches(cid, bytes), "{cid} yielded with bytes that do not hash to it");
-        assert!(bytes.len() <= MAX_BLOCK_SIZE, "{cid}: {} bytes", bytes.len());
+        assert!(
+            matches(cid, bytes),
+            "{cid} yielded with bytes that do not hash to it"
+        );
+        assert!(
+            bytes.len() <= MAX_BLOCK_SIZE,
+            "{cid}: {} bytes",
+            bytes.len()
+        );
     }
     // Written back, it reads back the same (and cleanly).
     let mut car = header(&roots);

@@ -138,13 +138,7 @@ fn node(inp: &mut Input<'_>, later: &[Cid]) -> (u64, Vec<u8>) {
                         u64::from(inp.byte())
                     }
                 }),
-                fanout: (flags & 32 == 0).then(|| {
-                    if flags & 64 == 0 {
-                        256
-                    } else {
-                        inp.size()
-                    }
-                }),
+                fanout: (flags & 32 == 0).then(|| if flags & 64 == 0 { 256 } else { inp.size() }),
             };
             (DAG_PB, encode_node(&links, Some(&fs.encode())))
         }
@@ -165,7 +159,8 @@ fuzz_target!(|data: &[u8]| {
             Version::V1
         };
         let cid = cid_for(version, codec, &block);
-        bs.put_verified(&cid, &block).expect("a verified block is stored");
+        bs.put_verified(&cid, &block)
+            .expect("a verified block is stored");
         cids.push(cid);
     }
     let root = *cids.last().expect("one block at least");

@@ -100,7 +100,12 @@ fn check(raw: &RawValue) {
         }
         Err(invalid) => {
             let mut out = Vec::new();
-            jsonrpc::write_error(&mut out, invalid.id, code::INVALID_REQUEST, &invalid.message);
+            jsonrpc::write_error(
+                &mut out,
+                invalid.id,
+                code::INVALID_REQUEST,
+                &invalid.message,
+            );
             let a = parse(&out);
             assert_eq!(a.id.get(), id_text(invalid.id), "id not echoed");
             let e = a.error.expect("an error object");

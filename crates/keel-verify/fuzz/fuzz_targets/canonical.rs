@@ -11,7 +11,7 @@
 //! is the answer as JSON text.
 #![no_main]
 
-use keel_verify::quorum::{QUANTITY_METHODS, canonical_answer, canonical_for, quorum, Outcome};
+use keel_verify::quorum::{Outcome, QUANTITY_METHODS, canonical_answer, canonical_for, quorum};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, value::RawValue};
 

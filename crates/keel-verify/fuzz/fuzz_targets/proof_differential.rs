@@ -122,8 +122,9 @@ fn rehash(proof: &mut [Vec<u8>], new: Vec<u8>) -> Option<B256> {
 /// bytes (itself well-formed), extensions with a path, leaves with a value.
 fn well_formed(node: &[u8]) -> bool {
     use alloy_trie::nodes::TrieNode;
-    let valid_ref =
-        |r: &[u8]| (r.len() == 33 && r[0] == 0xa0) || (r.len() < 32 && r[0] >= 0xc0 && well_formed(r));
+    let valid_ref = |r: &[u8]| {
+        (r.len() == 33 && r[0] == 0xa0) || (r.len() < 32 && r[0] >= 0xc0 && well_formed(r))
+    };
     let mut rest = node;
     let Ok(t) = TrieNode::decode(&mut rest) else {
         return false;
