@@ -6,6 +6,7 @@ mod compat;
 mod corruption;
 mod gateway;
 mod gc;
+mod listeners;
 mod roundtrip;
 mod rpc;
 mod support;
