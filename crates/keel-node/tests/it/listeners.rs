@@ -392,3 +392,56 @@ async fn allowed_pages_get_cors_and_the_wildcard_never_reaches_node_control() {
         "a wildcard page controlled the node"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_devnet_and_its_anvil_nodes_refuse_foreign_pages() {
+    let mut c = keel_config::Config::from_toml(
+        keel_config::Config::EMBEDDED_DEFAULT,
+        "<embedded defaults>",
+        &[],
+    )
+    .unwrap();
+    c.gateway.listen = "127.0.0.1:0".parse().unwrap();
+    c.admin.listen = "127.0.0.1:0".parse().unwrap();
+    let d = c.devnet.as_mut().unwrap();
+    d.nodes = 1;
+    d.anvil = Some(keel_testkit::anvil());
+    let r = Running::start(c).await;
+    r.ready().await;
+    let url = r.rpc_url("devnet");
+    let (status, _, text) = browser_post(
+        &url,
+        &chromium_cross_site("https://evil.example"),
+        "anvil_setBalance",
+        json!([ADDR, "0x1234"]),
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    // The anvil nodes behind it answer no page's preflight: a browser sends them nothing but
+    // simple requests, which their JSON-RPC refuses.
+    for node in r.node.devnet_urls() {
+        let resp = reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, &node)
+            .header("origin", "https://evil.example")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            resp.headers().get("access-control-allow-origin").is_none(),
+            "{node} answers CORS: {:?}",
+            resp.headers()
+        );
+        let (_, _, text) = browser_post(
+            &node,
+            &chromium_cross_site("https://evil.example"),
+            "anvil_setBalance",
+            json!([ADDR, "0x1234"]),
+        )
+        .await;
+        assert!(!text.contains("\"result\""), "{node} ran a text/plain call: {text}");
+    }
+    let (_, _, v) = call(&url, "eth_getBalance", json!([ADDR, "latest"])).await;
+    assert_eq!(v["result"], "0x0", "{v}");
+}
