@@ -440,7 +440,10 @@ async fn the_devnet_and_its_anvil_nodes_refuse_foreign_pages() {
             json!([ADDR, "0x1234"]),
         )
         .await;
-        assert!(!text.contains("\"result\""), "{node} ran a text/plain call: {text}");
+        assert!(
+            !text.contains("\"result\""),
+            "{node} ran a text/plain call: {text}"
+        );
     }
     let (_, _, v) = call(&url, "eth_getBalance", json!([ADDR, "latest"])).await;
     assert_eq!(v["result"], "0x0", "{v}");
