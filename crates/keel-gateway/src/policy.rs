@@ -238,6 +238,33 @@ mod tests {
     }
 
     #[test]
+    fn pages_admitted_by_any_origin_get_no_node_control_or_node_accounts() {
+        for m in [
+            "evm_mine",
+            "anvil_setBalance",
+            "hardhat_impersonateAccount",
+            "debug_traceTransaction",
+            "personal_sign",
+            "eth_sendTransaction",
+            "eth_sign",
+            "eth_signTransaction",
+            "eth_signTypedData",
+            "eth_signTypedData_v4",
+        ] {
+            assert!(for_trusted_pages_only(m), "{m}");
+        }
+        for m in [
+            "eth_call",
+            "eth_sendRawTransaction",
+            "eth_getBalance",
+            "eth_signer",
+            "net_version",
+        ] {
+            assert!(!for_trusted_pages_only(m), "{m}");
+        }
+    }
+
+    #[test]
     fn node_control_is_refused_unless_allowed() {
         let c = chain(false);
         for m in [
