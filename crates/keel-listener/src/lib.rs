@@ -6,7 +6,8 @@
 //!
 //! - **Header timeout**: a connection must deliver a complete request head within
 //!   `header_timeout` of opening, and for HTTP/1 of the first byte of each next request; a
-//!   slowloris client is closed then. The HTTP/2 preface counts as a request head.
+//!   slowloris client is closed then. On HTTP/2 the first request must arrive within it;
+//!   pings and window updates are not requests.
 //! - **Idle timeout**: a connection with no request in flight for `idle_timeout` is closed
 //!   (HTTP/1 keep-alive and HTTP/2 alike; an HTTP/2 stream whose headers never complete is no
 //!   request).
