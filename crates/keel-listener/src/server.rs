@@ -220,6 +220,8 @@ impl Server {
         let mut closing = false;
         loop {
             tokio::select! {
+                // The connection first: bytes already received are served before it is judged.
+                biased;
                 ended = conn.as_mut() => {
                     if let Err(e) = ended {
                         tracing::debug!(listener = self.name, error = %e, "connection ended with an error");
