@@ -1,7 +1,8 @@
 //! keel's configuration tree.
 //!
-//! One TOML file describes a node: the gateway and admin listeners, logging, the chains keel
-//! serves and their upstreams, and optionally the embedded devnet. Every struct here is a serde
+//! One TOML file describes a node: the gateway and admin listeners (and the limits of every
+//! listener, [`listener`]), logging, the chains keel serves and their upstreams, and optionally
+//! the embedded devnet. Every struct here is a serde
 //! struct with `deny_unknown_fields`; every field has a doc comment (the reference in
 //! `docs/config.md` mirrors them) and a default.
 //!
@@ -18,6 +19,7 @@
 pub mod content;
 mod env;
 mod error;
+pub mod listener;
 mod secret;
 mod validate;
 
@@ -28,6 +30,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::{
     env::{ENV_PREFIX, EnvOverride},
     error::ConfigError,
+    listener::{Listener, ListenerConfig, ListenersConfig},
     secret::SecretUrl,
 };
 
@@ -49,6 +52,8 @@ pub struct Config {
     pub content: Option<content::ContentConfig>,
     /// The evidence log of wrong answers found by verified reads: its bounds.
     pub evidence: EvidenceConfig,
+    /// Connection limits and browser checks of every listener.
+    pub listeners: listener::ListenersConfig,
 }
 
 /// `[evidence]`: bounds of the evidence log (`<data-dir>/evidence/`), which holds a record of

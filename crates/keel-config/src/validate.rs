@@ -20,7 +20,7 @@ pub(crate) struct Violation {
 }
 
 impl Violation {
-    fn new(path: Vec<Seg>, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn new(path: Vec<Seg>, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Self {
             path,
             message: message.into(),
@@ -122,6 +122,7 @@ impl Config {
                 "give the admin listener its own port",
             ));
         }
+        crate::listener::validate(&self.listeners)?;
         if let Some(c) = &self.content {
             for (d, key) in [
                 (c.missing_block_timeout, "missing_block_timeout"),

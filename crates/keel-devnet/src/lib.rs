@@ -100,6 +100,9 @@ impl Devnet {
             .map_or(0, |d| d.as_secs());
         let args: Vec<String> = [
             "--no-mining",
+            // anvil answers CORS for every page by default: a web page that finds a node's
+            // loopback port could preflight and drive it. keel is the nodes' only client.
+            "--no-cors",
             "--chain-id",
             &cfg.chain_id.to_string(),
             "--timestamp",

@@ -7,7 +7,8 @@
 //!
 //! The gateway is served thread per core (`workers`): one current-thread runtime per core,
 //! each with its own listener and upstream connections. Everything else runs on the runtime
-//! that calls [`Node::bind`].
+//! that calls [`Node::bind`]. Every listener is served by `keel_listener` (header and idle
+//! timeouts, connection cap, HTTP/2 limits, Host and Origin checks, `[listeners.<name>]`).
 //!
 //! [`Node::shutdown`] stops in a written order, within a grace period:
 //! 1. the gateway stops accepting connections and drains requests in flight;
@@ -29,9 +30,10 @@ use std::{
 };
 
 use keel_chain::{ChainMetrics, ChainRegistry, HeadTracker};
-use keel_config::Config;
+use keel_config::{Config, Listener};
 use keel_devnet::Devnet;
 use keel_gateway::{Gateway, GatewayMetrics};
+use keel_listener::{Cors, ListenerMetrics, Server, Surface};
 use prometheus_client::registry::Registry;
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -90,6 +92,8 @@ impl Node {
         chain_metrics.register(keel_metrics);
         let gateway_metrics = GatewayMetrics::default();
         gateway_metrics.register(keel_metrics);
+        let listener_metrics = ListenerMetrics::default();
+        listener_metrics.register(keel_metrics);
         let content_metrics = Arc::new(keel_content::metrics::Metrics::default());
         if config.content.is_some() {
             // Registers its own `keel_content_` prefix.
@@ -110,6 +114,26 @@ impl Node {
                 source,
             })?;
         let admin_addr = local_addr(&admin_listener, "admin")?;
+        let gateway_server = Arc::new(Server::new(
+            Listener::Gateway,
+            &config.listeners.gateway,
+            gateway_addr,
+            Surface::Api(Cors {
+                methods: "POST",
+                expose_headers: keel_gateway::EXPOSED_HEADERS,
+            }),
+            &listener_metrics,
+        ));
+        let admin_server = Arc::new(Server::new(
+            Listener::Admin,
+            &config.listeners.admin,
+            admin_addr,
+            Surface::Api(Cors {
+                methods: "GET",
+                expose_headers: "",
+            }),
+            &listener_metrics,
+        ));
 
         let shared = Arc::new(Shared {
             registry: registry.clone(),
@@ -128,6 +152,7 @@ impl Node {
         let mut gateway_task = JoinSet::new();
         workers::spawn(
             gateway_listeners,
+            &gateway_server,
             &keel_gateway::router(gateway),
             &gateway_cancel,
             &shared,
@@ -145,8 +170,9 @@ impl Node {
             .await?;
             content_addrs = Some(svc.local_addrs());
             let (token, shared) = (gateway_cancel.clone(), shared.clone());
+            let (listeners, metrics) = (config.listeners.clone(), listener_metrics.clone());
             gateway_task.spawn(async move {
-                if let Err(e) = svc.run(token.clone()).await {
+                if let Err(e) = svc.run_with(&listeners, &metrics, token.clone()).await {
                     tracing::error!(error = %e, "content service stopped");
                 }
                 if !token.is_cancelled() {
@@ -157,7 +183,7 @@ impl Node {
         let admin_cancel = CancellationToken::new();
         let mut admin_task = JoinSet::new();
         admin_task.spawn(serve(
-            "admin",
+            admin_server,
             admin_listener,
             admin::router(shared.clone()),
             admin_cancel.clone(),
@@ -274,25 +300,18 @@ fn local_addr(l: &TcpListener, what: &'static str) -> Result<SocketAddr, NodeErr
     })
 }
 
-/// Serves `router` until `cancel`; an unexpected end marks the node failed.
+/// Serves `router` with `server` until `cancel`, then drains; an unexpected end marks the node
+/// failed.
 async fn serve(
-    what: &'static str,
+    server: Arc<Server>,
     listener: TcpListener,
     router: axum::Router,
     cancel: CancellationToken,
     shared: Arc<Shared>,
 ) {
-    use axum::serve::ListenerExt as _;
-    let shutdown = cancel.clone();
-    // Answers are small and latency-bound: never let Nagle hold them back.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+    server.serve(listener, router, cancel.cancelled()).await;
     if !cancel.is_cancelled() {
         shared.failed.store(true, Ordering::SeqCst);
-        tracing::error!(listener = what, error = ?result.err(), "listener stopped unexpectedly");
+        tracing::error!(listener = server.name(), "listener stopped unexpectedly");
     }
 }

@@ -11,6 +11,7 @@ mod devnet;
 mod edge;
 mod failover;
 mod filters;
+mod listeners;
 mod support;
 mod upstreams;
 mod verify;
