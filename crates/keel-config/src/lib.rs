@@ -18,6 +18,7 @@
 pub mod content;
 mod env;
 mod error;
+pub mod monitor;
 mod secret;
 mod validate;
 
@@ -47,6 +48,8 @@ pub struct Config {
     pub chains: Vec<ChainConfig>,
     /// The IPFS-compatible content store and its listeners. Absent = disabled.
     pub content: Option<content::ContentConfig>,
+    /// Probes, alert rules, notifications, SLOs and the status page. Absent = disabled.
+    pub monitor: Option<monitor::MonitorConfig>,
 }
 
 /// `[gateway]`: the JSON-RPC listener.

@@ -1,0 +1,5 @@
+//! keel's monitor: probes, alert rules, notifications, SLOs and the status page.
+#![allow(missing_docs)]
+pub mod clock;
+pub mod expr;
+pub mod series;
