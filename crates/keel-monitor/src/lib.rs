@@ -2,6 +2,12 @@
 #![allow(missing_docs)]
 pub mod alerts;
 pub mod clock;
+pub mod db;
+mod error;
+pub use error::MonitorError;
+pub mod default_rules;
 pub mod expr;
+pub mod metrics;
 pub mod rules;
 pub mod series;
+pub mod slo;
