@@ -8,6 +8,7 @@ pub use error::MonitorError;
 pub mod default_rules;
 pub mod expr;
 pub mod metrics;
+pub mod notify;
 pub mod rules;
 pub mod series;
 pub mod slo;
