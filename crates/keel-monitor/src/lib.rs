@@ -9,6 +9,7 @@ pub mod default_rules;
 pub mod expr;
 pub mod metrics;
 pub mod notify;
+pub mod probes;
 pub mod rules;
 pub mod series;
 pub mod slo;
