@@ -235,6 +235,9 @@ struct Group {
     escalated: bool,
 }
 
+/// Route index, group labels and alert ids of one group.
+type GroupMembers = (usize, BTreeMap<String, String>, Vec<String>);
+
 struct Route {
     matchers: Vec<Matcher>,
     config: RouteConfig,
@@ -587,8 +590,7 @@ impl AlertBook {
             }
         }
         // Group alerts per route.
-        let mut grouped: BTreeMap<String, (usize, BTreeMap<String, String>, Vec<String>)> =
-            BTreeMap::new();
+        let mut grouped: BTreeMap<String, GroupMembers> = BTreeMap::new();
         for a in self.alerts.values() {
             if a.state == AlertState::Pending {
                 continue;

@@ -841,7 +841,7 @@ fn range_value(f: Func, samples: impl Iterator<Item = crate::series::Sample>) ->
             (n >= 2 && secs > 0.0).then(|| inc / secs)
         }
         Func::Increase => (n >= 2).then_some(inc),
-        Func::Delta => (n >= 2).then(|| last.value - first.value),
+        Func::Delta => (n >= 2).then_some(last.value - first.value),
         Func::Changes => Some(changes),
         Func::AvgOverTime => Some(sum / f64::from(n)),
         Func::MinOverTime => Some(min),

@@ -248,7 +248,7 @@ impl Engine {
                     State::Firing => {}
                 }
             }
-            if rule.instances.len() == 0 {
+            if rule.instances.is_empty() {
                 continue;
             }
             rule.instances.retain(|_, inst| {
