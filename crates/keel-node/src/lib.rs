@@ -9,10 +9,15 @@
 //! each with its own listener and upstream connections. Everything else runs on the runtime
 //! that calls [`Node::bind`].
 //!
+//! With `[monitor]`, the monitor (keel-monitor) starts after the listeners are bound: its probes
+//! and evaluation task, and its status page listener, served like the admin listener.
+//!
 //! [`Node::shutdown`] stops in a written order, within a grace period:
 //! 1. the gateway stops accepting connections and drains requests in flight;
-//! 2. head trackers and the devnet stop;
-//! 3. the admin listener stops last, so `/metrics` and `/readyz` stay visible while draining.
+//! 2. the monitor stops (probes, evaluation, notification workers, status page listener),
+//!    before the chains it watches go away, so a shutdown raises no alert;
+//! 3. head trackers and the devnet stop;
+//! 4. the admin listener stops last, so `/metrics` and `/readyz` stay visible while draining.
 
 mod admin;
 mod error;
@@ -63,6 +68,10 @@ pub struct Node {
     tracker: HeadTracker,
     devnet: Option<Devnet>,
     content_addrs: Option<keel_content::LocalAddrs>,
+    monitor: Option<keel_monitor::Monitor>,
+    status_addr: Option<SocketAddr>,
+    status_task: JoinSet<()>,
+    status_cancel: CancellationToken,
 }
 
 impl Node {
@@ -91,6 +100,10 @@ impl Node {
         let gateway_metrics = GatewayMetrics::default();
         gateway_metrics.register(keel_metrics);
         let content_metrics = Arc::new(keel_content::metrics::Metrics::default());
+        let monitor_metrics = keel_monitor::MonitorMetrics::default();
+        if config.monitor.is_some() {
+            monitor_metrics.register(metrics.sub_registry_with_prefix("keel"));
+        }
         if config.content.is_some() {
             // Registers its own `keel_content_` prefix.
             content_metrics.register(&mut metrics);
@@ -133,6 +146,7 @@ impl Node {
             &mut gateway_task,
         )?;
         let mut content_addrs = None;
+        let mut content_gc: Option<keel_monitor::probes::host::GcHook> = None;
         if let Some(cc) = &config.content {
             let svc = keel_content::ContentService::bind_with_metrics(
                 cc,
@@ -141,6 +155,21 @@ impl Node {
             )
             .await?;
             content_addrs = Some(svc.local_addrs());
+            let bs = svc.store().clone();
+            content_gc = Some(Arc::new(move || {
+                let bs = bs.clone();
+                Box::pin(async move {
+                    match tokio::task::spawn_blocking(move || keel_content::gc::gc(&bs)).await {
+                        Ok(Ok(r)) => Ok(format!(
+                            "removed {} blocks ({} bytes)",
+                            r.removed.len(),
+                            r.removed_bytes
+                        )),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                })
+            }));
             let (token, shared) = (gateway_cancel.clone(), shared.clone());
             gateway_task.spawn(async move {
                 if let Err(e) = svc.run(token.clone()).await {
@@ -151,12 +180,51 @@ impl Node {
                 }
             });
         }
+        let mut monitor = None;
+        let mut status_addr = None;
+        let mut status_task = JoinSet::new();
+        let status_cancel = CancellationToken::new();
+        let mut admin_router = admin::router(shared.clone());
+        if let Some(mc) = &config.monitor {
+            let text_of = shared.clone();
+            let deps = keel_monitor::MonitorDeps {
+                registry: shared.registry.clone(),
+                metrics_text: Arc::new(move || {
+                    let mut out = String::new();
+                    let _ = prometheus_client::encoding::text::encode(&mut out, &text_of.metrics);
+                    out
+                }),
+                gateway: Some(gateway_addr),
+                data_dir: data_dir.to_path_buf(),
+                content_gc,
+                clock: Arc::new(keel_monitor::clock::SystemClock),
+            };
+            let mut m = keel_monitor::Monitor::start(
+                mc,
+                deps,
+                monitor_metrics,
+                CancellationToken::new(),
+            )
+            .await?;
+            admin_router = admin_router.nest("/monitor", m.admin_router());
+            if let Some((listener, router)) = m.take_status_listener() {
+                status_addr = Some(local_addr(&listener, "status page")?);
+                status_task.spawn(serve(
+                    "status page",
+                    listener,
+                    router,
+                    status_cancel.clone(),
+                    shared.clone(),
+                ));
+            }
+            monitor = Some(m);
+        }
         let admin_cancel = CancellationToken::new();
         let mut admin_task = JoinSet::new();
         admin_task.spawn(serve(
             "admin",
             admin_listener,
-            admin::router(shared.clone()),
+            admin_router,
             admin_cancel.clone(),
             shared.clone(),
         ));
@@ -177,7 +245,21 @@ impl Node {
             tracker,
             devnet,
             content_addrs,
+            monitor,
+            status_addr,
+            status_task,
+            status_cancel,
         })
+    }
+
+    /// Address of the monitor's status page, when it is served.
+    pub fn status_addr(&self) -> Option<SocketAddr> {
+        self.status_addr
+    }
+
+    /// The monitor, when `[monitor]` is configured.
+    pub fn monitor(&self) -> Option<keel_monitor::MonitorHandle> {
+        self.monitor.as_ref().map(keel_monitor::Monitor::handle)
     }
 
     /// Address the gateway listens on.
@@ -225,6 +307,7 @@ impl Node {
         tokio::select! {
             _ = self.gateway_task.join_next() => {}
             _ = self.admin_task.join_next() => {}
+            Some(_) = self.status_task.join_next() => {}
         }
     }
 
@@ -240,6 +323,11 @@ impl Node {
         if drained.is_err() {
             tracing::warn!("requests still in flight after the grace period; closing them");
             self.gateway_task.abort_all();
+        }
+        self.status_cancel.cancel();
+        while self.status_task.join_next().await.is_some() {}
+        if let Some(m) = self.monitor.take() {
+            m.shutdown().await;
         }
         self.background_cancel.cancel();
         self.tracker.join().await;
