@@ -148,7 +148,10 @@ fn embedded_default_is_a_valid_devnet() {
     assert_eq!(c.devnet.as_ref().map(|d| d.nodes), Some(3));
     // The devnet is monitored, with the status page on loopback.
     let m = c.monitor.as_ref().expect("monitor on by default");
-    assert_eq!(m.status.listen, Some("127.0.0.1:9546".parse().expect("addr")));
+    assert_eq!(
+        m.status.listen,
+        Some("127.0.0.1:9546".parse().expect("addr"))
+    );
     assert_eq!(m.disable_rules, ["UpstreamNoPeers"]);
 }
 

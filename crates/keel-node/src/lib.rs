@@ -199,13 +199,9 @@ impl Node {
                 content_gc,
                 clock: Arc::new(keel_monitor::clock::SystemClock),
             };
-            let mut m = keel_monitor::Monitor::start(
-                mc,
-                deps,
-                monitor_metrics,
-                CancellationToken::new(),
-            )
-            .await?;
+            let mut m =
+                keel_monitor::Monitor::start(mc, deps, monitor_metrics, CancellationToken::new())
+                    .await?;
             admin_router = admin_router.nest("/monitor", m.admin_router());
             if let Some((listener, router)) = m.take_status_listener() {
                 status_addr = Some(local_addr(&listener, "status page")?);

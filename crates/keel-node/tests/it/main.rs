@@ -10,6 +10,7 @@ mod devnet;
 mod edge;
 mod failover;
 mod filters;
+mod monitor;
 mod support;
 mod upstreams;
 mod verify;

@@ -1,0 +1,383 @@
+//! The monitor inside a node, against real anvil upstreams: stopped, lagging and forked
+//! nodes; the devnet with a node killed and restarted; the synthetic transaction probe against
+//! the devnet and against a node that drops transactions; the status page.
+
+use std::time::Duration;
+
+use keel_config::monitor::{MonitorConfig, RuleConfig, Severity, SyntheticTxConfig};
+use keel_monitor::alerts::{Alert, AlertState};
+use keel_testkit::{Anvil, rpc};
+use serde_json::json;
+
+use crate::devnet::{devnet_config, kill_node};
+use crate::support::Running;
+
+const GENESIS: &str = "1700000000";
+
+/// A fast monitor: evaluation and probes every 100 ms, the built-in rules with their `for`
+/// shortened (their expressions unchanged).
+fn fast_monitor() -> MonitorConfig {
+    let mut m = MonitorConfig::default();
+    m.evaluation_interval = Duration::from_millis(100);
+    m.chain_probe.interval = Duration::from_millis(100);
+    m.status.listen = Some("127.0.0.1:0".parse().unwrap());
+    m.host.enabled = false;
+    m.disable_rules = vec!["UpstreamNoPeers".into()];
+    for b in keel_monitor::default_rules::BUILTIN {
+        if [
+            "UpstreamDown",
+            "UpstreamLagging",
+            "UpstreamForked",
+            "ChainUnavailable",
+        ]
+        .contains(&b.name)
+        {
+            m.rules.push(RuleConfig {
+                name: b.name.into(),
+                expr: b.expr.into(),
+                for_: Duration::ZERO,
+                fire_after: 2,
+                resolve_after: 2,
+                severity: b.severity,
+                labels: Default::default(),
+                summary: b.summary.into(),
+                description: String::new(),
+                runbook: None,
+            });
+        }
+    }
+    m
+}
+
+async fn firing(r: &Running) -> Vec<Alert> {
+    let h = r.node.monitor().unwrap();
+    h.alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.state == AlertState::Firing)
+        .collect()
+}
+
+fn has(alerts: &[Alert], rule: &str, upstream: &str) -> bool {
+    alerts
+        .iter()
+        .any(|a| a.rule == rule && a.labels.get("upstream").map(String::as_str) == Some(upstream))
+}
+
+async fn wait_for(r: &Running, what: &str, check: impl Fn(&[Alert]) -> bool) {
+    let ok =
+        keel_testkit::eventually(Duration::from_secs(60), async || check(&firing(r).await)).await;
+    assert!(ok, "{what}: firing alerts are {:#?}", firing(r).await);
+}
+
+/// Mines one block with `timestamp` on each of `urls`.
+async fn mine(urls: &[&str], timestamp: u64) {
+    for u in urls {
+        let v = rpc(u, "evm_mine", json!([timestamp])).await;
+        assert!(v.get("error").is_none(), "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_lagging_and_forked_upstreams_are_flagged_against_the_quorum() {
+    let args = ["--no-mining", "--timestamp", GENESIS];
+    // a, b, c: mined in lockstep (same blocks, same hashes). lag: stops after block 2.
+    // fork: mines as often, with other timestamps: its own chain at the same height.
+    let a = Anvil::start(&args).await;
+    let b = Anvil::start(&args).await;
+    let mut c = Anvil::start(&args).await;
+    let lag = Anvil::start(&args).await;
+    let fork = Anvil::start(&args).await;
+    let mut config = keel_testkit::config_for(
+        "dev",
+        31337,
+        &[
+            ("a", &a.url()),
+            ("b", &b.url()),
+            ("c", &c.url()),
+            ("lag", &lag.url()),
+            ("fork", &fork.url()),
+        ],
+    );
+    config.monitor = Some(fast_monitor());
+    let r = Running::start(config).await;
+    r.ready().await;
+    let miner = {
+        let (a, b, c, lag, fork) = (a.url(), b.url(), c.url(), lag.url(), fork.url());
+        tokio::spawn(async move {
+            let mut t = 1_700_000_001u64;
+            loop {
+                mine(&[&a, &b], t).await;
+                // c may be down: ignore its errors.
+                let _ = reqwest::Client::new()
+                    .post(&c)
+                    .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "evm_mine", "params": [t]}))
+                    .send()
+                    .await;
+                if t < 1_700_000_003 {
+                    mine(&[&lag], t).await;
+                }
+                mine(&[&fork], t + 7).await;
+                t += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    wait_for(&r, "lagging and forked upstreams", |f| {
+        has(f, "UpstreamLagging", "lag") && has(f, "UpstreamForked", "fork")
+    })
+    .await;
+    let f = firing(&r).await;
+    // The forked node keeps its head moving with the others: it is not lagging.
+    assert!(!has(&f, "UpstreamLagging", "fork"), "{f:#?}");
+    for healthy in ["a", "b", "c"] {
+        assert!(
+            !f.iter()
+                .any(|x| x.labels.get("upstream").map(String::as_str) == Some(healthy)),
+            "{healthy}: {f:#?}"
+        );
+    }
+    let forked = f.iter().find(|x| x.rule == "UpstreamForked").unwrap();
+    assert_eq!(forked.severity, Severity::Critical);
+    assert!(
+        forked.annotations["summary"].contains("minority fork"),
+        "{forked:?}"
+    );
+
+    // Stopped: c is killed, its alert fires; restarted (it lost its chain), it is behind.
+    c.kill().await;
+    wait_for(&r, "stopped upstream", |f| has(f, "UpstreamDown", "c")).await;
+    // The status page shows the chain degraded with the alert's summary.
+    let status = r.node.monitor().unwrap().status();
+    let chain = status
+        .components
+        .iter()
+        .find(|x| x.id == "chain:dev")
+        .unwrap();
+    assert_eq!(
+        chain.state,
+        keel_monitor::status::ComponentState::Degraded,
+        "{chain:?}"
+    );
+    c.restart().await;
+    wait_for(&r, "restarted upstream resolves UpstreamDown", |f| {
+        !has(f, "UpstreamDown", "c")
+    })
+    .await;
+    // History keeps both transitions.
+    let h = r.node.monitor().unwrap().history(200).await.unwrap();
+    assert!(
+        h.iter()
+            .any(|e| e.rule == "UpstreamDown" && e.kind == "firing"),
+        "{h:?}"
+    );
+    assert!(
+        h.iter()
+            .any(|e| e.rule == "UpstreamDown" && e.kind == "resolved"),
+        "{h:?}"
+    );
+    miner.abort();
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_devnet_node_fires_and_resolves_an_alert_and_the_status_page_shows_it() {
+    let mut config = devnet_config();
+    let mut m = fast_monitor();
+    m.disable_rules.push("UpstreamHeadStalled".into());
+    config.monitor = Some(m);
+    let r = Running::start(config).await;
+    r.ready().await;
+    let status_url = format!("http://{}", r.node.status_addr().unwrap());
+    let page = reqwest::get(&status_url).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("devnet JSON-RPC"), "{html}");
+    let killed = kill_node(&r, 1);
+    // The devnet's upstreams are named node-0.. in order.
+    let upstream = "node-1".to_owned();
+    assert!(killed.pid > 0);
+    wait_for(&r, "killed devnet node", |f| {
+        has(f, "UpstreamDown", &upstream)
+    })
+    .await;
+    // The devnet restarts it; the alert resolves.
+    wait_for(&r, "restarted devnet node", |f| {
+        !has(f, "UpstreamDown", &upstream)
+    })
+    .await;
+    let doc: serde_json::Value = reqwest::get(format!("{status_url}/status.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["components"][0]["id"], "chain:devnet", "{doc}");
+    assert_eq!(doc["components"][0]["days"].as_array().unwrap().len(), 90);
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_synthetic_transaction_is_included_on_the_devnet() {
+    let mut config = devnet_config();
+    let mut m = fast_monitor();
+    // A public anvil dev key, handed over in a file as a real key would be.
+    let (_keydir, key) = key_file();
+    m.synthetic_tx.push(SyntheticTxConfig {
+        chain: "devnet".into(),
+        key: keel_config::content::SecretSource {
+            file: Some(key.clone()),
+            env: None,
+        },
+        interval: Duration::from_millis(500),
+        max_blocks: 5,
+        timeout: Duration::from_secs(5),
+        url: None,
+        gas_price: None,
+    });
+    config.monitor = Some(m);
+    let r = Running::start(config).await;
+    r.ready().await;
+    let metrics = r.admin("/metrics");
+    let ok = keel_testkit::eventually(Duration::from_secs(60), async || {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        text.contains("keel_synthetic_tx_ok{chain=\"devnet\"} 1")
+            && text.contains("keel_synthetic_tx_included_total{chain=\"devnet\"} ")
+    })
+    .await;
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    assert!(
+        ok,
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("synthetic"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        !firing(&r)
+            .await
+            .iter()
+            .any(|a| a.rule == "SyntheticTransactionNotIncluded")
+    );
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_drops_transactions_fails_the_synthetic_probe() {
+    let anvil = Anvil::start(&["--block-time", "1"]).await;
+    let dropper = Dropper::start(&anvil.url()).await;
+    let mut config = keel_testkit::config_for("dev", 31337, &[("dropper", &dropper.url())]);
+    let mut m = fast_monitor();
+    let (_keydir, key) = key_file();
+    m.synthetic_tx.push(SyntheticTxConfig {
+        chain: "dev".into(),
+        key: keel_config::content::SecretSource {
+            file: Some(key.clone()),
+            env: None,
+        },
+        interval: Duration::from_millis(500),
+        max_blocks: 2,
+        timeout: Duration::from_secs(5),
+        url: None,
+        gas_price: None,
+    });
+    config.monitor = Some(m);
+    let r = Running::start(config).await;
+    r.ready().await;
+    wait_for(&r, "dropped synthetic transaction", |f| {
+        f.iter()
+            .any(|a| a.rule == "SyntheticTransactionNotIncluded" && a.labels["chain"] == "dev")
+    })
+    .await;
+    assert!(dropper.dropped() > 0, "the fixture saw no transaction");
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+fn key_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("synthetic.key");
+    std::fs::write(&path, format!("{}\n", keel_testkit::DEV_KEY_0)).unwrap();
+    (dir, path)
+}
+
+/// A node that accepts `eth_sendRawTransaction` and never includes it: it answers with a hash
+/// and forwards nothing (every other call goes to the real node behind it).
+struct Dropper {
+    addr: std::net::SocketAddr,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Dropper {
+    async fn start(upstream: &str) -> Self {
+        use axum::{body::Bytes, extract::State, routing::post};
+        #[derive(Clone)]
+        struct St {
+            upstream: String,
+            client: reqwest::Client,
+            dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        }
+        async fn handle(State(s): State<St>, body: Bytes) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            if req["method"] == "eth_sendRawTransaction" {
+                s.dropped.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let hash = format!("0x{}", "11".repeat(32));
+                return axum::Json(json!({"jsonrpc": "2.0", "id": req["id"], "result": hash}))
+                    .into_response();
+            }
+            let answer = s
+                .client
+                .post(&s.upstream)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
+            match answer {
+                Ok(r) => {
+                    let bytes = r.bytes().await.unwrap_or_default();
+                    ([("content-type", "application/json")], bytes).into_response()
+                }
+                Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
+            }
+        }
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let st = St {
+            upstream: upstream.to_owned(),
+            client: reqwest::Client::new(),
+            dropped: dropped.clone(),
+        };
+        let app = axum::Router::new().route("/", post(handle)).with_state(st);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            dropped,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn dropped(&self) -> usize {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Dropper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
