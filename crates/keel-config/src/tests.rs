@@ -317,3 +317,14 @@ fn content_timeouts_must_be_longer_than_zero() {
         "{e}"
     );
 }
+
+#[test]
+fn log_files_cover_the_retention() {
+    let c = load(&format!("{MINIMAL}\n[log]\nfile = \"/tmp/keel.log\"\nfile_retention = \"2d\"\nfile_rotation = \"hourly\"\n")).expect("valid");
+    assert_eq!(c.log.file_rotation.files_for(c.log.file_retention), 48);
+    assert_eq!(
+        LogRotation::Daily.files_for(LogConfig::default().file_retention),
+        90
+    );
+    assert_eq!(LogRotation::Daily.files_for(Duration::from_secs(1)), 1);
+}

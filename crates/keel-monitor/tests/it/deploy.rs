@@ -60,3 +60,26 @@ fn promtool_checks_and_unit_tests_every_shipped_alert() {
         }
     }
 }
+
+#[test]
+fn docs_list_every_built_in_rule_with_its_expression_and_runbook() {
+    let doc =
+        std::fs::read_to_string(keel_testkit::workspace_root().join("docs/monitoring.md")).unwrap();
+    for b in keel_monitor::default_rules::BUILTIN {
+        assert!(
+            doc.contains(&format!("### {}\n", b.name)),
+            "docs/monitoring.md lacks a section for {}",
+            b.name
+        );
+        assert!(
+            doc.contains(b.expr),
+            "docs/monitoring.md lacks the expression of {}",
+            b.name
+        );
+        assert!(
+            doc.contains(b.runbook),
+            "docs/monitoring.md lacks the runbook of {}",
+            b.name
+        );
+    }
+}

@@ -381,3 +381,185 @@ impl Drop for Dropper {
         self.task.abort();
     }
 }
+
+/// Debian's Prometheus scrapes a running keel (gateway traffic, verified reads, the content
+/// store, the monitor and its synthetic transactions): every query of every shipped Grafana
+/// dashboard returns data, and every shipped rule evaluates without error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_keel_and_every_dashboard_query_returns_data() {
+    let a = Anvil::start(&[]).await;
+    let b = Anvil::start(&[]).await;
+    let c = Anvil::start(&[]).await;
+    let mut config = keel_testkit::config_for(
+        "dev",
+        31337,
+        &[("a", &a.url()), ("b", &b.url()), ("c", &c.url())],
+    );
+    let mut m = fast_monitor();
+    m.host.enabled = true;
+    m.host.interval = Duration::from_millis(200);
+    let (_keydir, key) = key_file();
+    m.synthetic_tx.push(SyntheticTxConfig {
+        chain: "dev".into(),
+        key: keel_config::content::SecretSource {
+            file: Some(key),
+            env: None,
+        },
+        interval: Duration::from_millis(500),
+        max_blocks: 5,
+        timeout: Duration::from_secs(5),
+        url: None,
+        gas_price: None,
+    });
+    config.monitor = Some(m);
+    config.content = Some(keel_config::content::ContentConfig {
+        gateway_listen: Some("127.0.0.1:0".parse().unwrap()),
+        rpc_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    });
+    let r = Running::start(config).await;
+    r.ready().await;
+    // Traffic: plain reads, quorum-verified reads, a content gateway request.
+    let rpc_url = r.rpc_url("dev");
+    let traffic = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        loop {
+            let _ = client
+                .post(&rpc_url)
+                .json(
+                    &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}),
+                )
+                .send()
+                .await;
+            let _ = client
+                .post(&rpc_url)
+                .header("x-keel-verify", "quorum")
+                .json(&json!({"jsonrpc": "2.0", "id": 2, "method": "eth_getBalance", "params": [keel_testkit::DEV_ADDR_1, "latest"]}))
+                .send()
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let gw = r.node.content_addrs().unwrap().gateway.unwrap();
+    let missing = reqwest::get(format!(
+        "http://{gw}/ipfs/bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    ))
+    .await
+    .unwrap();
+    assert!(missing.status().is_client_error() || missing.status().is_server_error());
+
+    let root = keel_testkit::workspace_root();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prom_cfg = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n  - {}\nscrape_configs:\n  - job_name: keel\n    static_configs:\n      - targets: [\"{}\"]\n",
+            root.join("deploy/prometheus/keel.rules.yml").display(),
+            root.join("deploy/prometheus/slo.rules.yml").display(),
+            r.node.admin_addr()
+        ),
+    )
+    .unwrap();
+    let bin = std::env::var("KEEL_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
+    let mut prom = std::process::Command::new(&bin)
+        .args([
+            &format!("--config.file={}", prom_cfg.display()),
+            &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{bin} (Debian package prometheus): {e}"));
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let query = async |q: &str| -> serde_json::Value {
+        let encoded: String = q
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let resp = reqwest::get(format!("{api}/query?query={encoded}")).await;
+        match resp {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        }
+    };
+    let scraped = keel_testkit::eventually(Duration::from_secs(60), async || {
+        query("count_over_time(up{job=\"keel\"}[1m]) >= 5").await["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    assert!(
+        scraped,
+        "Prometheus did not scrape keel: {}",
+        query("up").await
+    );
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("deploy/grafana")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let board: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for p in board["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                let expr = t["expr"].as_str().unwrap();
+                let mut last = serde_json::Value::Null;
+                let ok = keel_testkit::eventually(Duration::from_secs(60), async || {
+                    last = query(expr).await;
+                    last["status"] == "success"
+                        && last["data"]["result"]
+                            .as_array()
+                            .is_some_and(|r| !r.is_empty())
+                })
+                .await;
+                assert!(
+                    ok,
+                    "{}: panel {:?}: `{expr}` returns no data: {last}",
+                    path.display(),
+                    p["title"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} queries");
+    // Every shipped rule evaluates against real data without error (the SLO groups run every
+    // 30 s: wait for their first evaluation).
+    let mut rules = serde_json::Value::Null;
+    keel_testkit::eventually(Duration::from_secs(90), async || {
+        rules = reqwest::get(format!("{api}/rules"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        !rules.to_string().contains("\"health\":\"unknown\"")
+    })
+    .await;
+    let mut n = 0;
+    for g in rules["data"]["groups"].as_array().unwrap() {
+        for rule in g["rules"].as_array().unwrap() {
+            assert_eq!(rule["health"], "ok", "{rule}");
+            n += 1;
+        }
+    }
+    assert!(n >= 50, "{n} rules loaded");
+    traffic.abort();
+    let _ = prom.kill();
+    let _ = prom.wait();
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
