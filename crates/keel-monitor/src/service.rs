@@ -445,17 +445,23 @@ impl Monitor {
                 }
             });
         }
+        let http_client = crate::probes::http::client();
         for h in &cfg.http {
             let conditions = h
                 .conditions
                 .iter()
                 .filter_map(|c| crate::probes::http::parse_condition(c).ok())
                 .collect();
-            let (h, m, k) = (h.clone(), metrics.clone(), cancel.clone());
+            let (h, m, k, c) = (
+                h.clone(),
+                metrics.clone(),
+                cancel.clone(),
+                http_client.clone(),
+            );
             tasks.spawn(async move {
                 tokio::select! {
                     () = k.cancelled() => {}
-                    () = crate::probes::http::run(h, conditions, m) => {}
+                    () = crate::probes::http::run(h, conditions, c, m) => {}
                 }
             });
         }

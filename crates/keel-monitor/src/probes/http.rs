@@ -158,13 +158,25 @@ impl Condition {
     }
 }
 
-/// Runs the check until cancelled.
-pub async fn run(cfg: HttpProbeConfig, conditions: Vec<Condition>, metrics: MonitorMetrics) {
-    let http = reqwest::Client::builder()
-        .timeout(cfg.timeout)
+/// The client HTTP probes share (one connection pool for all of them; each request carries
+/// its probe's timeout).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(3))
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
         .build()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Runs the check until cancelled. The first check waits a fraction of the interval derived
+/// from the probe's name, so that many probes with the same interval do not all fire at once.
+pub async fn run(
+    cfg: HttpProbeConfig,
+    conditions: Vec<Condition>,
+    http: reqwest::Client,
+    metrics: MonitorMetrics,
+) {
+    tokio::time::sleep(super::spread(&cfg.name, cfg.interval)).await;
     let labels = ProbeLabels {
         kind: "http",
         probe: cfg.name.clone(),
@@ -206,7 +218,9 @@ pub async fn check_once(
     conditions: &[Condition],
 ) -> (Result<(), String>, f64) {
     let t0 = Instant::now();
-    let mut req = http.request(method.clone(), cfg.url.expose().as_str());
+    let mut req = http
+        .request(method.clone(), cfg.url.expose().as_str())
+        .timeout(cfg.timeout);
     for (k, v) in &cfg.headers {
         req = req.header(k, v);
     }

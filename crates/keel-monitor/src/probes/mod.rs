@@ -47,3 +47,31 @@ pub(crate) fn ticker(every: Duration) -> tokio::time::Interval {
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     t
 }
+
+/// A stable offset in `[0, interval)` from `name`: probes sharing an interval start spread
+/// over it instead of all at once.
+pub(crate) fn spread(name: &str, interval: Duration) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    let ms = u64::try_from(interval.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    Duration::from_millis(h.finish() % ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_stable_and_within_the_interval() {
+        let i = Duration::from_secs(30);
+        assert_eq!(spread("a", i), spread("a", i));
+        let offsets: std::collections::HashSet<u128> = (0..100)
+            .map(|n| spread(&format!("ep{n}"), i).as_millis())
+            .collect();
+        assert!(offsets.len() > 90, "offsets spread out");
+        assert!(offsets.iter().all(|o| *o < 30_000));
+    }
+}

@@ -85,6 +85,7 @@ pub async fn run(cfg: TcpProbeConfig, tls: Option<Arc<ClientConfig>>, metrics: M
         kind: if cfg.tls { "tls" } else { "tcp" },
         probe: cfg.name.clone(),
     };
+    tokio::time::sleep(super::spread(&cfg.name, cfg.interval)).await;
     let mut ticker = super::ticker(cfg.interval);
     let mut last_error: Option<String> = None;
     loop {

@@ -563,3 +563,147 @@ async fn prometheus_scrapes_keel_and_every_dashboard_query_returns_data() {
     let _ = prom.wait();
     r.node.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+/// The status page rendered by headless Chromium at a phone's width: the screenshot shows the
+/// page with its inline styles (the green banner and uptime bars), the DOM has the
+/// components and the incident, and every request the page made went to its own origin
+/// (Chromium's network log lists each request with the origin that initiated it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_renders_in_chromium_and_requests_nothing_elsewhere() {
+    let a = Anvil::start(&[]).await;
+    let mut config = keel_testkit::config_for("dev", 31337, &[("a", &a.url())]);
+    let mut m = fast_monitor();
+    m.status.title = "Example <status>".into();
+    config.monitor = Some(m);
+    let r = Running::start(config).await;
+    r.ready().await;
+    let h = r.node.monitor().unwrap();
+    h.open_incident(keel_monitor::service::NewIncident {
+        title: "Degraded <b>RPC</b>".into(),
+        impact: "minor".into(),
+        components: vec!["dev JSON-RPC".into()],
+        message: "Investigating".into(),
+    })
+    .await
+    .unwrap();
+    let ok = keel_testkit::eventually(Duration::from_secs(30), async || {
+        h.status().state == keel_monitor::status::ComponentState::Operational
+    })
+    .await;
+    assert!(ok, "{:?}", h.status());
+    let origin = r.node.status_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("status.png");
+    let chromium = std::env::var("KEEL_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let url = format!("http://{origin}/");
+    fn url_of(origin: &str) -> String {
+        format!("{origin}/")
+    }
+    let run = |extra: Vec<String>| {
+        let profile = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=390,844",
+            "--disable-sync",
+            "--no-pings",
+            "--disable-domain-reliability",
+            "--disable-client-side-phishing-detection",
+            "--disable-default-apps",
+            "--disable-extensions",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra);
+        args.push(url.clone());
+        let out = std::process::Command::new(&chromium)
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("{chromium} (Debian package chromium): {e}"));
+        (out, profile)
+    };
+    let netlog = dir.path().join("netlog.json");
+    let (out, _p) = tokio::task::block_in_place(|| {
+        run(vec![
+            format!("--screenshot={}", shot.display()),
+            format!("--log-net-log={}", netlog.display()),
+        ])
+    });
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // To look at it: KEEL_SCREENSHOT_OUT=/tmp/status.png
+    if let Some(to) = std::env::var_os("KEEL_SCREENSHOT_OUT") {
+        std::fs::copy(&shot, to).unwrap();
+    }
+    let (dom, _p2) = tokio::task::block_in_place(|| run(vec!["--dump-dom".into()]));
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    assert!(dom.contains("All systems operational"), "{dom}");
+    assert!(dom.contains("dev JSON-RPC"), "{dom}");
+    assert!(
+        dom.contains("Degraded &lt;b&gt;RPC&lt;/b&gt;"),
+        "the incident title is escaped: {dom}"
+    );
+    assert!(dom.contains("Example &lt;status&gt;"), "{dom}");
+    assert_eq!(dom.matches("<rect").count(), 90, "90 uptime bars");
+
+    // The screenshot: a phone-width page whose inline styles applied (the banner's green).
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.width, 390, "{info:?}");
+    let px = info.color_type.samples();
+    let green = buf[..info.buffer_size()]
+        .chunks(px)
+        .filter(|p| {
+            (i32::from(p[0]) - 0x2f).abs() < 8
+                && (i32::from(p[1]) - 0x9e).abs() < 8
+                && (i32::from(p[2]) - 0x5b).abs() < 8
+        })
+        .count();
+    assert!(
+        green > 390 * 20,
+        "the green banner is missing ({green} green pixels)"
+    );
+
+    // Every request the page made went to its own origin. In the network log, a request's
+    // `initiator` is the origin of the document that caused it (none for the navigation and for
+    // the browser's own background requests).
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&netlog).unwrap()).unwrap();
+    let start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+        .as_i64()
+        .unwrap();
+    let page_origin = format!("http://{origin}");
+    let mut navigated = false;
+    let mut from_page = 0;
+    for e in log["events"].as_array().unwrap() {
+        if e["type"].as_i64() != Some(start_job) {
+            continue;
+        }
+        let url = e["params"]["url"].as_str().unwrap_or("");
+        if url == url_of(&page_origin) {
+            navigated = true;
+        }
+        if e["params"]["initiator"].as_str() == Some(page_origin.as_str()) {
+            from_page += 1;
+            assert!(
+                url.starts_with(&format!("{page_origin}/")),
+                "the page requested another origin: {url}"
+            );
+        }
+    }
+    assert!(navigated, "the network log does not show the page load");
+    // Chromium asks for /favicon.ico itself; the page asks for nothing else.
+    assert!(from_page <= 1, "{from_page} requests from the page");
+    r.node.shutdown(Duration::from_secs(5)).await.unwrap();
+}
