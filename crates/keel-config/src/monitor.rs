@@ -571,6 +571,290 @@ pub struct DiskActionConfig {
     pub timeout: Duration,
 }
 
+/// The rules of `[monitor]` that parsing alone cannot check (expressions, HTTP conditions and
+/// secrets are checked by keel-monitor at `check-config` and start).
+pub(crate) fn validate(
+    c: &crate::Config,
+    m: &MonitorConfig,
+) -> Result<(), crate::validate::Violation> {
+    use crate::validate::{
+        Seg::{Index, Key},
+        Violation, positive,
+    };
+    let at = |k: &'static str| vec![Key("monitor"), Key(k)];
+    positive(m.evaluation_interval, at("evaluation_interval"))?;
+    positive(m.history_retention, at("history_retention"))?;
+    positive(
+        m.chain_probe.interval,
+        vec![Key("monitor"), Key("chain_probe"), Key("interval")],
+    )?;
+    positive(
+        m.chain_probe.timeout,
+        vec![Key("monitor"), Key("chain_probe"), Key("timeout")],
+    )?;
+    positive(
+        m.host.interval,
+        vec![Key("monitor"), Key("host"), Key("interval")],
+    )?;
+    positive(
+        m.status.request_timeout,
+        vec![Key("monitor"), Key("status"), Key("request_timeout")],
+    )?;
+    if m.status.max_connections == 0 {
+        return Err(Violation::new(
+            vec![Key("monitor"), Key("status"), Key("max_connections")],
+            "must be at least 1",
+            "the default is 256",
+        ));
+    }
+    if let Some(l) = m.status.listen
+        && l.port() != 0
+        && (l == c.admin.listen || l == c.gateway.listen)
+    {
+        return Err(Violation::new(
+            vec![Key("monitor"), Key("status"), Key("listen")],
+            format!("{l} is also the admin or gateway address"),
+            "give the status page its own port, or \"off\"",
+        ));
+    }
+    for (key, v) in [
+        ("availability", m.slo.availability),
+        ("latency_target", m.slo.latency_target),
+    ] {
+        if !(v > 0.0 && v < 1.0) {
+            return Err(Violation::new(
+                vec![Key("monitor"), Key("slo"), Key(key)],
+                format!("{v} is not a fraction in (0, 1)"),
+                "e.g. 0.999",
+            ));
+        }
+    }
+    const BUCKETS: [f64; 14] = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let t = m.slo.latency_threshold.as_secs_f64();
+    if !BUCKETS.iter().any(|b| (b - t).abs() < 1e-9) {
+        return Err(Violation::new(
+            vec![Key("monitor"), Key("slo"), Key("latency_threshold")],
+            format!("{t} s is not a bucket bound of keel_rpc_request_duration_seconds"),
+            "use one of 0.5ms, 1ms, 2.5ms, 5ms, 10ms, 25ms, 50ms, 100ms, 250ms, 500ms, 1s, 2.5s, 5s, 10s",
+        ));
+    }
+    positive(
+        m.slo.window,
+        vec![Key("monitor"), Key("slo"), Key("window")],
+    )?;
+    if m.notify.queue_len == 0 {
+        return Err(Violation::new(
+            vec![Key("monitor"), Key("notify"), Key("queue_len")],
+            "must be at least 1",
+            "the default is 256",
+        ));
+    }
+    for (k, d) in [
+        ("initial_backoff", m.notify.initial_backoff),
+        ("max_backoff", m.notify.max_backoff),
+        ("timeout", m.notify.timeout),
+        ("alertmanager_resend", m.notify.alertmanager_resend),
+    ] {
+        positive(d, vec![Key("monitor"), Key("notify"), Key(k)])?;
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, r) in m.receivers.iter().enumerate() {
+        if r.name.is_empty() || !names.insert(r.name.as_str()) {
+            return Err(Violation::new(
+                vec![Key("monitor"), Key("receivers"), Index(i), Key("name")],
+                format!("receiver name `{}` is empty or used twice", r.name),
+                "give every receiver its own name",
+            ));
+        }
+    }
+    for (i, r) in m.routes.iter().enumerate() {
+        if r.receivers.is_empty() {
+            return Err(Violation::new(
+                vec![Key("monitor"), Key("routes"), Index(i), Key("receivers")],
+                "a route needs at least one receiver",
+                "name receivers of [[monitor.receivers]]",
+            ));
+        }
+        for n in r.receivers.iter().chain(&r.escalate_to) {
+            if !names.contains(n.as_str()) {
+                return Err(Violation::new(
+                    vec![Key("monitor"), Key("routes"), Index(i), Key("receivers")],
+                    format!("receiver `{n}` is not defined"),
+                    "add it as a [[monitor.receivers]] or fix the name",
+                ));
+            }
+        }
+        if r.escalate_after.is_some() && r.escalate_to.is_empty() {
+            return Err(Violation::new(
+                vec![Key("monitor"), Key("routes"), Index(i), Key("escalate_to")],
+                "escalate_after is set but escalate_to is empty",
+                "name the receivers of escalations",
+            ));
+        }
+        positive(
+            r.group_wait,
+            vec![Key("monitor"), Key("routes"), Index(i), Key("group_wait")],
+        )?;
+        positive(
+            r.repeat_interval,
+            vec![
+                Key("monitor"),
+                Key("routes"),
+                Index(i),
+                Key("repeat_interval"),
+            ],
+        )?;
+    }
+    let mut rules = std::collections::HashSet::new();
+    for (i, r) in m.rules.iter().enumerate() {
+        if r.name.is_empty()
+            || !r
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || !rules.insert(r.name.as_str())
+        {
+            return Err(Violation::new(
+                vec![Key("monitor"), Key("rules"), Index(i), Key("name")],
+                format!(
+                    "rule name `{}` is empty, has characters other than letters, digits and _, or is used twice",
+                    r.name
+                ),
+                "use names like UpstreamDown",
+            ));
+        }
+    }
+    let chain_names: Vec<&str> = c
+        .chains
+        .iter()
+        .map(|x| x.name.as_str())
+        .chain(c.devnet.as_ref().map(|d| d.name.as_str()))
+        .collect();
+    for (i, s) in m.synthetic_tx.iter().enumerate() {
+        if !chain_names.contains(&s.chain.as_str()) {
+            return Err(Violation::new(
+                vec![Key("monitor"), Key("synthetic_tx"), Index(i), Key("chain")],
+                format!("`{}` is not a chain of this node", s.chain),
+                "name a [[chains]] entry or the devnet",
+            ));
+        }
+        positive(
+            s.interval,
+            vec![
+                Key("monitor"),
+                Key("synthetic_tx"),
+                Index(i),
+                Key("interval"),
+            ],
+        )?;
+    }
+    let mut probes = std::collections::HashSet::new();
+    for (i, p) in m.http.iter().enumerate() {
+        if !probes.insert(p.name.as_str()) {
+            return Err(Violation::new(
+                vec![Key("monitor"), Key("http"), Index(i), Key("name")],
+                format!("probe name `{}` is used twice", p.name),
+                "give every probe its own name",
+            ));
+        }
+        positive(
+            p.interval,
+            vec![Key("monitor"), Key("http"), Index(i), Key("interval")],
+        )?;
+        positive(
+            p.timeout,
+            vec![Key("monitor"), Key("http"), Index(i), Key("timeout")],
+        )?;
+    }
+    for (i, p) in m.tcp.iter().enumerate() {
+        if !probes.insert(p.name.as_str()) {
+            return Err(Violation::new(
+                vec![Key("monitor"), Key("tcp"), Index(i), Key("name")],
+                format!("probe name `{}` is used twice", p.name),
+                "give every probe its own name",
+            ));
+        }
+        if !p.address.contains(':') {
+            return Err(Violation::new(
+                vec![Key("monitor"), Key("tcp"), Index(i), Key("address")],
+                format!("`{}` has no port", p.address),
+                "write host:port",
+            ));
+        }
+        positive(
+            p.interval,
+            vec![Key("monitor"), Key("tcp"), Index(i), Key("interval")],
+        )?;
+        positive(
+            p.timeout,
+            vec![Key("monitor"), Key("tcp"), Index(i), Key("timeout")],
+        )?;
+    }
+    for (i, w) in m.maintenance.iter().enumerate() {
+        let parse = |t: &str| humantime::parse_rfc3339_weak(t).ok();
+        match (parse(&w.start), parse(&w.end)) {
+            (Some(a), Some(b)) if a < b => {}
+            _ => {
+                return Err(Violation::new(
+                    vec![Key("monitor"), Key("maintenance"), Index(i), Key("start")],
+                    format!(
+                        "`{}` .. `{}` is not a window of RFC 3339 times",
+                        w.start, w.end
+                    ),
+                    "write e.g. start = \"2026-01-31T22:00:00Z\", end = \"2026-01-31T23:00:00Z\"",
+                ));
+            }
+        }
+    }
+    for (i, a) in m.disk_actions.iter().enumerate() {
+        if !(a.watermark > 0.0 && a.watermark <= 1.0) {
+            return Err(Violation::new(
+                vec![
+                    Key("monitor"),
+                    Key("disk_actions"),
+                    Index(i),
+                    Key("watermark"),
+                ],
+                format!("{} is not a fraction in (0, 1]", a.watermark),
+                "e.g. 0.9",
+            ));
+        }
+        if a.action == DiskAction::Command && a.command.is_empty() {
+            return Err(Violation::new(
+                vec![
+                    Key("monitor"),
+                    Key("disk_actions"),
+                    Index(i),
+                    Key("command"),
+                ],
+                "action = \"command\" needs a command",
+                "command = [\"/usr/local/bin/prune\", \"--old\"]",
+            ));
+        }
+        positive(
+            a.cooldown,
+            vec![
+                Key("monitor"),
+                Key("disk_actions"),
+                Index(i),
+                Key("cooldown"),
+            ],
+        )?;
+        positive(
+            a.timeout,
+            vec![
+                Key("monitor"),
+                Key("disk_actions"),
+                Index(i),
+                Key("timeout"),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 fn d_60s() -> Duration {
     Duration::from_secs(60)
 }
@@ -639,6 +923,51 @@ fn de_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load(extra: &str) -> Result<crate::Config, crate::ConfigError> {
+        let text = format!("[devnet]\n[monitor]\n{extra}");
+        crate::Config::from_toml(&text, "keel.toml", &[])
+    }
+
+    #[test]
+    fn semantic_errors_name_the_line_and_key() {
+        assert!(load("").is_ok());
+        let e = load("[[monitor.routes]]\nreceivers = [\"pager\"]\n")
+            .expect_err("unknown receiver")
+            .to_string();
+        assert!(
+            e.starts_with("keel.toml:4:")
+                && e.contains("`monitor.routes.0.receivers`")
+                && e.contains("pager"),
+            "{e}"
+        );
+        let e = load("[monitor.slo]\nlatency_threshold = \"300ms\"\n")
+            .expect_err("not a bucket")
+            .to_string();
+        assert!(
+            e.contains("monitor.slo.latency_threshold") && e.contains("bucket"),
+            "{e}"
+        );
+        let e = load("[[monitor.synthetic_tx]]\nchain = \"nope\"\nkey = { env = \"K\" }\n")
+            .expect_err("chain")
+            .to_string();
+        assert!(
+            e.contains("`monitor.synthetic_tx.0.chain`") && e.contains("nope"),
+            "{e}"
+        );
+        let e = load("[[monitor.maintenance]]\nname = \"m\"\nstart = \"2026-01-02T00:00:00Z\"\nend = \"2026-01-01T00:00:00Z\"\n").expect_err("window").to_string();
+        assert!(e.contains("monitor.maintenance.0.start"), "{e}");
+        let e = load("[[monitor.disk_actions]]\naction = \"command\"\n")
+            .expect_err("command")
+            .to_string();
+        assert!(e.contains("needs a command"), "{e}");
+        let e = load("[monitor.status]\nlisten = \"127.0.0.1:9545\"\n")
+            .expect_err("admin port")
+            .to_string();
+        assert!(e.contains("monitor.status.listen"), "{e}");
+        let e = load("wat = 1\n").expect_err("unknown key").to_string();
+        assert!(e.starts_with("keel.toml:3:") && e.contains("wat"), "{e}");
+    }
 
     #[test]
     fn empty_table_gives_defaults() {

@@ -20,7 +20,7 @@ pub(crate) struct Violation {
 }
 
 impl Violation {
-    fn new(path: Vec<Seg>, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn new(path: Vec<Seg>, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Self {
             path,
             message: message.into(),
@@ -130,6 +130,9 @@ impl Config {
             ] {
                 positive(d, vec![Key("content"), Key(key)])?;
             }
+        }
+        if let Some(m) = &self.monitor {
+            crate::monitor::validate(self, m)?;
         }
         if self.chains.is_empty() && self.devnet.is_none() {
             return Err(Violation::new(
@@ -360,7 +363,7 @@ fn verify(c: &crate::ChainConfig, ci: usize) -> Result<(), Violation> {
     Ok(())
 }
 
-fn positive(d: Duration, path: Vec<Seg>) -> Result<(), Violation> {
+pub(crate) fn positive(d: Duration, path: Vec<Seg>) -> Result<(), Violation> {
     if d.is_zero() {
         return Err(Violation::new(
             path,

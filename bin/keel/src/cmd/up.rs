@@ -35,8 +35,21 @@ fn load(path: Option<&PathBuf>) -> Result<Config, keel_config::ConfigError> {
     }
 }
 
+/// What the config crate cannot check: rule expressions, HTTP conditions, secrets.
+fn check_monitor(config: &Config) -> Result<(), String> {
+    match &config.monitor {
+        Some(m) => keel_monitor::check(m).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn check_config(args: &CheckConfigArgs) -> anyhow::Result<ExitCode> {
     match Config::load(&args.file) {
+        Ok(c) if check_monitor(&c).is_err() => {
+            let e = check_monitor(&c).err().unwrap_or_default();
+            complain(&format!("error: {}: {e}", args.file.display()));
+            Ok(ExitCode::from(EXIT_CONFIG))
+        }
         Ok(c) => {
             say(&format!(
                 "{}: valid ({} chain(s){})",
@@ -61,6 +74,10 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
     };
+    if let Err(e) = check_monitor(&config) {
+        complain(&format!("error: {e}"));
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
     // Held until exit: it flushes the log file's writer thread.
     let _log_guard = match init_logging(&config) {
         Ok(g) => g,
@@ -89,6 +106,11 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             "admin    http://{}  (/metrics /healthz /readyz /status)",
             node.admin_addr()
         ));
+        if let Some(a) = node.status_addr() {
+            say(&format!(
+                "status   http://{a}  (status page; keel alerts ls)"
+            ));
+        }
         let failed = tokio::select! {
             () = signal() => false,
             () = node.failed() => true,

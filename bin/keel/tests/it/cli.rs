@@ -327,3 +327,103 @@ fn content_pins_and_gc_from_the_command_line() {
     assert_ne!(code, 0);
     assert!(err.contains("not found"), "{err}");
 }
+
+#[test]
+fn check_config_refuses_a_rule_that_does_not_parse_and_alerts_rules_prints_prometheus_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keel.toml");
+    std::fs::write(
+        &file,
+        "[devnet]\n[monitor]\n[[monitor.rules]]\nname = \"Broken\"\nexpr = \"rate(x) > 1\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = keel(&["check-config", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("rule `Broken`") && err.contains("expected `[`"),
+        "{err}"
+    );
+    let (code, out, _) = keel(&["alerts", "rules", "--prometheus"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("- alert: UpstreamForked"), "{out}");
+    // No node to talk to: a clear error, exit 1.
+    let (code, _, err) = keel(&["alerts", "ls", "--admin", "http://127.0.0.1:1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is keel running with [monitor]"), "{err}");
+}
+
+/// `keel up` with `[log] file` writes JSON lines to the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_writes_json_logs_to_the_configured_file() {
+    let anvil = keel_testkit::Anvil::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keel.toml");
+    let admin = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[log]\nfile = \"{}\"\n\
+             [[chains]]\nname = \"dev\"\nchain_id = 31337\n[[chains.upstreams]]\nname = \"a\"\nurl = \"{}\"\n",
+            dir.path().join("logs/keel.log").display(),
+            anvil.url()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let mut child = Command::new(KEEL)
+        .args([
+            "up",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let logs = dir.path().join("logs");
+    let found = keel_testkit::eventually(Duration::from_secs(20), async || {
+        std::fs::read_dir(&logs)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|f| {
+                std::fs::read_to_string(f.path())
+                    .unwrap_or_default()
+                    .contains("keel is up")
+            })
+    })
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert!(found, "no log file with `keel is up` in {}", logs.display());
+    let file = std::fs::read_dir(&logs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        file.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("keel.log."),
+        "{file:?}"
+    );
+    let line = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("keel is up"))
+        .unwrap()
+        .to_owned();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["fields"]["message"], "keel is up");
+    assert!(
+        v["timestamp"].is_string() && v["target"] == "keel_node",
+        "{v}"
+    );
+}
