@@ -238,7 +238,8 @@ async fn http_bench(rounds: u32) {
     let _ = server.kill();
     let _ = server.wait();
     println!(
-        "http: 1000 probes ({checks} reporting), {rounds} intervals of 30 s measured ({wall:.1} s wall): {up} up, {failures} failed checks in all; probe-side CPU {cpu:.2} s = {:.3} s per interval = {:.2} % of one core",
+        "http: 1000 probes ({checks} reporting), {rounds} intervals of 30 s measured ({wall:.1} s wall): {up} up, {} failed checks in all; probe-side CPU {cpu:.2} s = {:.3} s per interval = {:.2} % of one core",
+        failures + 0.0,
         cpu / f64::from(rounds),
         cpu / wall * 100.0
     );
