@@ -327,22 +327,6 @@ pub fn rules(disabled: &[String]) -> Vec<RuleConfig> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_builtin_rule_parses_and_names_are_unique() {
-        let mut names = std::collections::HashSet::new();
-        for b in super::BUILTIN {
-            crate::expr::parse(b.expr).unwrap_or_else(|e| panic!("{}: {e}", b.name));
-            assert!(names.insert(b.name), "{} twice", b.name);
-        }
-        assert_eq!(
-            super::rules(&["UpstreamNoPeers".into()]).len(),
-            super::BUILTIN.len() - 1
-        );
-    }
-}
-
 /// Evaluation interval of the shipped Prometheus rule group (as keel's default).
 pub const PROMETHEUS_INTERVAL_SECS: u64 = 10;
 
@@ -386,4 +370,20 @@ pub fn prometheus_rules() -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_builtin_rule_parses_and_names_are_unique() {
+        let mut names = std::collections::HashSet::new();
+        for b in super::BUILTIN {
+            crate::expr::parse(b.expr).unwrap_or_else(|e| panic!("{}: {e}", b.name));
+            assert!(names.insert(b.name), "{} twice", b.name);
+        }
+        assert_eq!(
+            super::rules(&["UpstreamNoPeers".into()]).len(),
+            super::BUILTIN.len() - 1
+        );
+    }
 }

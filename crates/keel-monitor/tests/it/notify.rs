@@ -162,7 +162,7 @@ async fn http_receivers_send_the_documented_payloads_and_retry() {
     pd.routing_key = Some(secret_file(&dir, "pd", "R0UT1NGKEY"));
     let mut og = receiver("og", ReceiverKind::Opsgenie, Some(base.clone()));
     og.api_key = Some(secret_file(&dir, "og", "0PSG3N1EKEY"));
-    let configs = vec![
+    let configs = [
         receiver("hook", ReceiverKind::Webhook, Some(format!("{base}/hook"))),
         receiver(
             "slack",

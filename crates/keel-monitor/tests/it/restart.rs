@@ -7,7 +7,7 @@ use std::time::Duration;
 use keel_chain::ChainRegistry;
 use keel_config::monitor::{HttpProbeConfig, MonitorConfig, RuleConfig, Severity};
 use keel_monitor::alerts::AlertState;
-use keel_monitor::clock::{Clock, ManualClock};
+use keel_monitor::clock::ManualClock;
 use keel_monitor::service::{NewIncident, SilenceRequest};
 use keel_monitor::status::ComponentState;
 use keel_monitor::{Monitor, MonitorDeps, MonitorMetrics};
@@ -15,10 +15,12 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 fn config(http_url: &str) -> MonitorConfig {
-    let mut m = MonitorConfig::default();
-    // Rounds run when the test asks (evaluate_now), not on a timer.
-    m.evaluation_interval = Duration::from_secs(3600);
-    m.default_rules = false;
+    let mut m = MonitorConfig {
+        // Rounds run when the test asks (evaluate_now), not on a timer.
+        evaluation_interval: Duration::from_secs(3600),
+        default_rules: false,
+        ..MonitorConfig::default()
+    };
     m.status.listen = None;
     m.host.enabled = false;
     m.rules.push(RuleConfig {
@@ -93,8 +95,6 @@ async fn alert_state_silences_incidents_and_uptime_survive_a_restart() {
     let m = start(&cfg, dir.path(), &clock, &text).await;
     let h = m.handle();
     // The probe's result reaches the store through the metrics text, as in a node.
-    let metrics = MonitorMetrics::default();
-    let _ = metrics;
     *text.lock() =
         "keel_test_temperature{room=\"a\"} 70\nkeel_probe_up{kind=\"http\",probe=\"api\"} 1\n"
             .into();
@@ -180,6 +180,5 @@ async fn alert_state_silences_incidents_and_uptime_survive_a_restart() {
         1,
         "{history:?}"
     );
-    let _ = clock.now_ms();
     m.shutdown().await;
 }

@@ -17,8 +17,10 @@ const GENESIS: &str = "1700000000";
 /// A fast monitor: evaluation and probes every 100 ms, the built-in rules with their `for`
 /// shortened (their expressions unchanged).
 fn fast_monitor() -> MonitorConfig {
-    let mut m = MonitorConfig::default();
-    m.evaluation_interval = Duration::from_millis(100);
+    let mut m = MonitorConfig {
+        evaluation_interval: Duration::from_millis(100),
+        ..MonitorConfig::default()
+    };
     m.chain_probe.interval = Duration::from_millis(100);
     m.status.listen = Some("127.0.0.1:0".parse().unwrap());
     m.host.enabled = false;
