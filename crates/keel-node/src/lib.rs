@@ -99,6 +99,9 @@ impl Node {
         chain_metrics.register(keel_metrics);
         let gateway_metrics = GatewayMetrics::default();
         gateway_metrics.register(keel_metrics);
+        if let (Some(d), Some(dc)) = (&devnet, &config.devnet) {
+            devnet_metrics(d.watch(), &dc.name, keel_metrics, &background_cancel);
+        }
         let content_metrics = Arc::new(keel_content::metrics::Metrics::default());
         let monitor_metrics = keel_monitor::MonitorMetrics::default();
         if config.monitor.is_some() {
@@ -339,6 +342,59 @@ impl Node {
             Ok(())
         }
     }
+}
+
+/// Labels of devnet node series: the chain and the node's upstream name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct DevnetLabels {
+    chain: String,
+    upstream: String,
+}
+
+/// `keel_devnet_node_ready` and `keel_devnet_node_restarts`, refreshed four times a second.
+fn devnet_metrics(
+    watch: keel_devnet::DevnetWatch,
+    chain: &str,
+    registry: &mut Registry,
+    cancel: &CancellationToken,
+) {
+    use prometheus_client::metrics::{family::Family, gauge::Gauge};
+    let ready: Family<DevnetLabels, Gauge> = Family::default();
+    let restarts: Family<DevnetLabels, Gauge> = Family::default();
+    registry.register(
+        "devnet_node_ready",
+        "1 when the devnet node is in lockstep, 0 while it restarts or catches up",
+        ready.clone(),
+    );
+    registry.register(
+        "devnet_node_restarts",
+        "Times the devnet node's process exited and was restarted",
+        restarts.clone(),
+    );
+    let chain = chain.to_owned();
+    let refresh = move || {
+        for (i, n) in watch.nodes().iter().enumerate() {
+            let l = DevnetLabels {
+                chain: chain.clone(),
+                upstream: format!("node-{i}"),
+            };
+            ready.get_or_create(&l).set(i64::from(n.ready));
+            restarts
+                .get_or_create(&l)
+                .set(i64::try_from(n.restarts).unwrap_or(i64::MAX));
+        }
+    };
+    refresh();
+    let cancel = cancel.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => refresh(),
+            }
+        }
+    });
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {

@@ -185,10 +185,12 @@ async fn stopped_lagging_and_forked_upstreams_are_flagged_against_the_quorum() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_devnet_node_fires_and_resolves_an_alert_and_the_status_page_shows_it() {
-    let mut config = devnet_config();
-    let mut m = fast_monitor();
-    m.disable_rules.push("UpstreamHeadStalled".into());
-    config.monitor = Some(m);
+    // `keel up`'s embedded default, monitor included, as it is (only its ports are free ones).
+    let config = devnet_config();
+    assert_eq!(
+        config.monitor.as_ref().unwrap().evaluation_interval,
+        Duration::from_secs(1)
+    );
     let r = Running::start(config).await;
     r.ready().await;
     let status_url = format!("http://{}", r.node.status_addr().unwrap());
@@ -206,14 +208,44 @@ async fn a_killed_devnet_node_fires_and_resolves_an_alert_and_the_status_page_sh
     let upstream = "node-1".to_owned();
     assert!(killed.pid > 0);
     wait_for(&r, "killed devnet node", |f| {
-        has(f, "UpstreamDown", &upstream)
+        has(f, "DevnetNodeRestarted", &upstream)
     })
     .await;
-    // The devnet restarts it; the alert resolves.
-    wait_for(&r, "restarted devnet node", |f| {
-        !has(f, "UpstreamDown", &upstream)
+    let a = firing(&r)
+        .await
+        .into_iter()
+        .find(|a| a.rule == "DevnetNodeRestarted")
+        .unwrap();
+    assert_eq!(
+        a.annotations["summary"],
+        "devnet node node-1 died and was restarted"
+    );
+    assert!(
+        !firing(&r)
+            .await
+            .iter()
+            .any(|a| a.labels.get("upstream").map(String::as_str) == Some("node-0"))
+    );
+    // The status page shows the devnet degraded meanwhile.
+    let doc: serde_json::Value = reqwest::get(format!("{status_url}/status.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["components"][0]["state"], "degraded", "{doc}");
+    // Restarted and caught up, the alert resolves once the minute's window has passed.
+    let resolved = keel_testkit::eventually(Duration::from_secs(150), async || {
+        !has(&firing(&r).await, "DevnetNodeRestarted", &upstream)
     })
     .await;
+    assert!(resolved, "{:#?}", firing(&r).await);
+    let h = r.node.monitor().unwrap().history(100).await.unwrap();
+    assert!(
+        h.iter()
+            .any(|e| e.rule == "DevnetNodeRestarted" && e.kind == "resolved"),
+        "{h:?}"
+    );
     let doc: serde_json::Value = reqwest::get(format!("{status_url}/status.json"))
         .await
         .unwrap()
@@ -594,6 +626,53 @@ async fn the_status_page_renders_in_chromium_and_requests_nothing_elsewhere() {
     .await;
     assert!(ok, "{:?}", h.status());
     let origin = r.node.status_addr().unwrap().to_string();
+    // The status page takes no body and has two paths.
+    let client = reqwest::Client::new();
+    let body = client
+        .post(format!("http://{origin}/"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body.status(), 413);
+    let missing = reqwest::get(format!("http://{origin}/admin"))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.headers().contains_key("content-security-policy"));
+    // The admin API refuses writes a hostile page could forge.
+    let silences = r.admin("/monitor/silences");
+    let silence = json!({"matchers": ["alertname=X"], "duration": "1h", "created_by": "test"});
+    let form = client
+        .post(&silences)
+        .header("content-type", "text/plain")
+        .body(silence.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 415);
+    let foreign = client
+        .post(&silences)
+        .header("origin", "http://evil.example")
+        .json(&silence)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    let ok = client.post(&silences).json(&silence).send().await.unwrap();
+    assert_eq!(ok.status(), 201);
+    let bad = client
+        .post(&silences)
+        .json(&json!({"matchers": ["not a matcher"], "duration": "1h", "created_by": "t"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let err: serde_json::Value = bad.json().await.unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("is not a matcher"),
+        "{err}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let shot = dir.path().join("status.png");
     let chromium = std::env::var("KEEL_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
