@@ -9,4 +9,5 @@
 
 mod deploy;
 mod notify;
+mod probes;
 mod restart;

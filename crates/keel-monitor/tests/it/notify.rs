@@ -445,3 +445,116 @@ async fn email_reaches_an_smtp_server() {
     cancel.cancel();
     d.join().await;
 }
+
+/// A firing alert routed to Alertmanager is re-sent while it fires: its `endsAt` in
+/// Alertmanager keeps moving forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_resends_firing_alerts_to_alertmanager() {
+    let bin =
+        std::env::var("KEEL_ALERTMANAGER").unwrap_or_else(|_| "prometheus-alertmanager".into());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("am.yml");
+    std::fs::write(
+        &cfg,
+        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let _am = Child(
+        std::process::Command::new(&bin)
+            .args([
+                &format!("--config.file={}", cfg.display()),
+                &format!("--storage.path={}", dir.path().join("data").display()),
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+                "--cluster.listen-address=",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    assert!(
+        keel_testkit::eventually(Duration::from_secs(30), async || {
+            reqwest::get(format!("{base}/-/ready"))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await
+    );
+    let mut m = keel_config::monitor::MonitorConfig {
+        evaluation_interval: Duration::from_millis(100),
+        default_rules: false,
+        ..Default::default()
+    };
+    m.status.listen = None;
+    m.host.enabled = false;
+    m.notify.alertmanager_resend = Duration::from_millis(500);
+    m.rules.push(keel_config::monitor::RuleConfig {
+        name: "Hot".into(),
+        expr: "keel_test_temperature > 50".into(),
+        for_: Duration::ZERO,
+        fire_after: 1,
+        resolve_after: 1,
+        severity: Severity::Critical,
+        labels: Default::default(),
+        summary: "hot".into(),
+        description: String::new(),
+        runbook: None,
+    });
+    m.receivers.push(receiver(
+        "am",
+        ReceiverKind::Alertmanager,
+        Some(base.clone()),
+    ));
+    m.routes.push(keel_config::monitor::RouteConfig {
+        matchers: Default::default(),
+        receivers: vec!["am".into()],
+        group_by: vec!["alertname".into()],
+        group_wait: Duration::from_millis(100),
+        repeat_interval: Duration::from_secs(3600),
+        escalate_after: None,
+        escalate_to: vec![],
+        continue_: false,
+    });
+    let deps = keel_monitor::MonitorDeps {
+        registry: Arc::new(keel_chain::ChainRegistry::default()),
+        metrics_text: Arc::new(|| "keel_test_temperature{room=\"a\"} 70\n".to_owned()),
+        gateway: None,
+        data_dir: dir.path().to_path_buf(),
+        content_gc: None,
+        clock: Arc::new(keel_monitor::clock::SystemClock),
+    };
+    let monitor = keel_monitor::Monitor::start(
+        &m,
+        deps,
+        MonitorMetrics::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let api = format!("{base}/api/v2/alerts");
+    let ends_at = async || -> Option<String> {
+        let v: Value = reqwest::get(&api).await.ok()?.json().await.ok()?;
+        v.as_array()?
+            .iter()
+            .find(|x| x["labels"]["alertname"] == "Hot")
+            .map(|x| x["endsAt"].as_str().unwrap_or("").to_owned())
+    };
+    let mut first = None;
+    assert!(
+        keel_testkit::eventually(Duration::from_secs(30), async || {
+            first = ends_at().await;
+            first.is_some()
+        })
+        .await,
+        "never sent"
+    );
+    let first = first.unwrap();
+    let moved = keel_testkit::eventually(Duration::from_secs(30), async || {
+        ends_at().await.is_some_and(|e| e > first)
+    })
+    .await;
+    assert!(moved, "endsAt stayed at {first}: not re-sent");
+    monitor.shutdown().await;
+}
