@@ -45,8 +45,31 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// Checks that the receiver has what its kind needs, without reading secrets.
+    pub fn check(c: &ReceiverConfig) -> Result<(), String> {
+        let need = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "monitor.receivers `{}`: this kind needs {what}",
+                    c.name
+                ))
+            }
+        };
+        match c.kind {
+            ReceiverKind::Webhook | ReceiverKind::Slack | ReceiverKind::Alertmanager => {
+                need(c.url.is_some(), "`url`")
+            }
+            ReceiverKind::PagerDuty => need(c.routing_key.is_some(), "`routing_key`"),
+            ReceiverKind::Opsgenie => need(c.api_key.is_some(), "`api_key`"),
+            ReceiverKind::Email => need(c.smtp.is_some(), "a [smtp] table"),
+        }
+    }
+
     /// Reads the receiver's secrets; the error names the receiver and the key.
     pub fn from_config(c: &ReceiverConfig) -> Result<Self, String> {
+        Self::check(c)?;
         let read = |s: &Option<keel_config::content::SecretSource>, key: &str| {
             s.as_ref()
                 .map(|s| {
@@ -55,16 +78,6 @@ impl Receiver {
                 })
                 .transpose()
         };
-        let need_url = matches!(
-            c.kind,
-            ReceiverKind::Webhook | ReceiverKind::Slack | ReceiverKind::Alertmanager
-        );
-        if need_url && c.url.is_none() {
-            return Err(format!(
-                "monitor.receivers `{}`: this kind needs `url`",
-                c.name
-            ));
-        }
         let routing_key = read(&c.routing_key, "routing_key")?;
         if c.kind == ReceiverKind::PagerDuty && routing_key.is_none() {
             return Err(format!(

@@ -270,8 +270,9 @@ pub fn compile_rules(cfg: &MonitorConfig) -> Result<Vec<Rule>, MonitorError> {
         .collect()
 }
 
-/// Checks what config validation cannot: rule expressions, receivers named by routes,
-/// probe conditions, secrets.
+/// Checks what config validation cannot: rule expressions, receivers named by routes, what
+/// each receiver kind needs, probe conditions. Secrets are read at start, not here (so a
+/// config can be checked where its secret files do not exist).
 pub fn check(cfg: &MonitorConfig) -> Result<(), MonitorError> {
     compile_rules(cfg)?;
     let names: Vec<&str> = cfg.receivers.iter().map(|r| r.name.as_str()).collect();
@@ -286,7 +287,7 @@ pub fn check(cfg: &MonitorConfig) -> Result<(), MonitorError> {
         }
     }
     for r in &cfg.receivers {
-        Receiver::from_config(r).map_err(|message| MonitorError::Config {
+        Receiver::check(r).map_err(|message| MonitorError::Config {
             key: format!("monitor.receivers.{}", r.name),
             message,
         })?;
@@ -298,16 +299,6 @@ pub fn check(cfg: &MonitorConfig) -> Result<(), MonitorError> {
                 message: format!("`{c}`: {e}"),
             })?;
         }
-    }
-    for s in &cfg.synthetic_tx {
-        let key = s.key.resolve().map_err(|e| MonitorError::Config {
-            key: format!("monitor.synthetic_tx.{}.key", s.chain),
-            message: e,
-        })?;
-        crate::probes::synthetic::TxKey::parse(key.expose()).map_err(|e| MonitorError::Config {
-            key: format!("monitor.synthetic_tx.{}.key", s.chain),
-            message: e,
-        })?;
     }
     Ok(())
 }
@@ -352,8 +343,13 @@ impl Monitor {
         let receivers: Vec<Receiver> = cfg
             .receivers
             .iter()
-            .filter_map(|r| Receiver::from_config(r).ok())
-            .collect();
+            .map(|r| {
+                Receiver::from_config(r).map_err(|message| MonitorError::Config {
+                    key: format!("monitor.receivers.{}", r.name),
+                    message,
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let dispatcher = Dispatcher::start(receivers, &cfg.notify, metrics.clone(), &cancel);
 
         // SLO budgets, restored.
