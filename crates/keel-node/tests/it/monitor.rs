@@ -194,15 +194,21 @@ async fn a_killed_devnet_node_fires_and_resolves_an_alert_and_the_status_page_sh
     let r = Running::start(config).await;
     r.ready().await;
     let status_url = format!("http://{}", r.node.status_addr().unwrap());
-    let page = reqwest::get(&status_url).await.unwrap();
-    assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(csp.starts_with("default-src 'none'"), "{csp}");
-    let html = page.text().await.unwrap();
-    assert!(html.contains("devnet JSON-RPC"), "{html}");
+    // The first evaluation round fills the page.
+    let mut html = String::new();
+    let filled = keel_testkit::eventually(Duration::from_secs(30), async || {
+        let page = reqwest::get(&status_url).await.unwrap();
+        assert_eq!(page.status(), 200);
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(csp.starts_with("default-src 'none'"), "{csp}");
+        html = page.text().await.unwrap();
+        html.contains("devnet JSON-RPC")
+    })
+    .await;
+    assert!(filled, "{html}");
     let killed = kill_node(&r, 1);
     // The devnet's upstreams are named node-0.. in order.
     let upstream = "node-1".to_owned();
