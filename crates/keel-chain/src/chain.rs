@@ -85,7 +85,16 @@ impl Chain {
             .upstreams
             .iter()
             .enumerate()
-            .map(|(i, u)| Upstream::new(&config.name, i, u, config.health.clone()).map(Arc::new))
+            .map(|(i, u)| {
+                Upstream::new(
+                    &config.name,
+                    i,
+                    u,
+                    config.health.clone(),
+                    config.max_response_bytes,
+                )
+                .map(Arc::new)
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self {
             config,
@@ -207,6 +216,16 @@ impl Chain {
             .by_hash
             .get(&hash.to_ascii_lowercase())
             .copied()
+    }
+
+    /// Whether some usable upstream (verified, not ejected) has reached block `n`. When none
+    /// has, the block is beyond every head: it does not exist yet as far as keel knows, and
+    /// the chain's answer to a read of it is "not found" (`null`, or the node's error).
+    pub fn has_block(&self, n: u64) -> bool {
+        let now = Instant::now();
+        self.upstreams
+            .iter()
+            .any(|u| self.serves(u, Need::Block(n), now))
     }
 
     /// Whether the upstream may serve a request needing `need` now.
@@ -549,6 +568,22 @@ mod tests {
             HashMap::from([("ahead".to_owned(), 100)])
         );
         assert_eq!(picks(&c, Need::Any, 300).len(), 2);
+    }
+
+    #[test]
+    fn a_block_beyond_every_usable_head_is_not_had() {
+        let c = chain(&[("behind", 1, Tier::Primary), ("ahead", 1, Tier::Backup)]);
+        c.upstreams()[0].set_head(5);
+        c.upstreams()[1].set_head(10);
+        c.refresh_head();
+        assert!(c.has_block(10) && c.has_block(0) && !c.has_block(11));
+        eject(&c.upstreams()[1]);
+        assert!(
+            !c.has_block(10) && c.has_block(5),
+            "only usable upstreams count"
+        );
+        c.upstreams()[0].set_chain_check(2, false);
+        assert!(!c.has_block(0), "nor refused ones");
     }
 
     #[test]

@@ -36,6 +36,17 @@ pub enum CallError {
         /// Upstream name.
         upstream: String,
     },
+    /// The answer body grew past the upstream's `max_response_bytes`; it was cut off there
+    /// (never read whole).
+    #[error(
+        "upstream {upstream} sent an answer larger than {limit} bytes (its max_response_bytes); the rest was not read"
+    )]
+    TooLarge {
+        /// Upstream name.
+        upstream: String,
+        /// The limit that was passed.
+        limit: usize,
+    },
     /// The body was not a JSON-RPC response.
     #[error("upstream {upstream} sent an invalid response: {reason}")]
     Invalid {
@@ -48,13 +59,14 @@ pub enum CallError {
 
 impl CallError {
     /// Whether the request may be retried on another upstream: true for transport failures,
-    /// timeouts, HTTP 5xx and 429, a full upstream and garbage responses.
+    /// timeouts, HTTP 5xx and 429, a full upstream, oversized answers and garbage responses.
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             Self::Connect { .. }
             | Self::Timeout { .. }
             | Self::Busy { .. }
+            | Self::TooLarge { .. }
             | Self::Invalid { .. } => true,
         }
     }

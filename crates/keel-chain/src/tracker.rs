@@ -17,6 +17,12 @@ const SAFE_REQ: &[u8] =
 const FINALIZED_REQ: &[u8] =
     br#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["finalized",false]}"#;
 
+/// Largest answer read for a head poll (a block with its transaction hashes, not the
+/// transactions: about 150 KiB for a full mainnet block), or the upstream's own
+/// `max_response_bytes` when smaller: a broken or hostile upstream cannot make every poll hold
+/// a full-size answer.
+const HEAD_POLL_MAX_BYTES: usize = 16 * 1024 * 1024;
+
 /// The `safe` and `finalized` blocks are polled on every this many head polls: they move once
 /// per epoch on Ethereum, and verified reads only need a number no newer than the real one.
 const FINALITY_EVERY: u32 = 4;
@@ -151,7 +157,11 @@ struct BlockHead {
 async fn poll_once(chain: &Chain, up: &Upstream, timeout: Duration) -> Result<(), PollError> {
     if !up.is_verified() {
         let body = up
-            .call(Bytes::from_static(CHAIN_ID_REQ), Instant::now() + timeout)
+            .call_capped(
+                Bytes::from_static(CHAIN_ID_REQ),
+                Instant::now() + timeout,
+                HEAD_POLL_MAX_BYTES,
+            )
             .await?;
         let id = serde_json::from_slice::<Reply<String>>(&body)
             .ok()
@@ -166,7 +176,11 @@ async fn poll_once(chain: &Chain, up: &Upstream, timeout: Duration) -> Result<()
         tracing::info!(chain = chain.name(), upstream = up.name(), url = %up.url(), "upstream chain id confirmed");
     }
     let body = up
-        .call(Bytes::from_static(LATEST_REQ), Instant::now() + timeout)
+        .call_capped(
+            Bytes::from_static(LATEST_REQ),
+            Instant::now() + timeout,
+            HEAD_POLL_MAX_BYTES,
+        )
         .await?;
     let head = serde_json::from_slice::<Reply<BlockHead>>(&body)
         .ok()
@@ -196,7 +210,11 @@ async fn poll_finality(up: &Upstream, timeout: Duration) {
         (BlockTag::Finalized, FINALIZED_REQ),
     ] {
         let Ok(body) = up
-            .call(Bytes::from_static(req), Instant::now() + timeout)
+            .call_capped(
+                Bytes::from_static(req),
+                Instant::now() + timeout,
+                HEAD_POLL_MAX_BYTES,
+            )
             .await
         else {
             return;

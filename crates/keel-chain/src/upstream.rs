@@ -6,11 +6,12 @@ use std::{
 };
 
 use base64::Engine as _;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::{
     Request,
-    header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue},
+    body::Incoming,
+    header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue},
 };
 use hyper_util::rt::TokioExecutor;
 use keel_config::{HealthConfig, SecretUrl, Tier, UpstreamConfig};
@@ -38,6 +39,8 @@ pub struct Upstream {
     tier: Tier,
     timeout: Duration,
     max_in_flight: usize,
+    /// Largest answer body read from it.
+    max_response_bytes: usize,
     clients: Clients,
     /// Request URI (user info removed; it travels as `authorization` instead).
     uri: hyper::Uri,
@@ -112,12 +115,14 @@ impl Drop for Slot<'_> {
 }
 
 impl Upstream {
-    /// Builds the upstream and its HTTP client (no I/O happens here).
+    /// Builds the upstream and its HTTP client (no I/O happens here). `max_response_bytes` is
+    /// the chain's default answer limit, used when `cfg` sets none.
     pub fn new(
         chain: &str,
         index: usize,
         cfg: &UpstreamConfig,
         health: HealthConfig,
+        max_response_bytes: usize,
     ) -> Result<Self, ChainError> {
         let url = cfg.url.clone().ok_or_else(|| ChainError::NoUrl {
             chain: chain.to_owned(),
@@ -160,6 +165,7 @@ impl Upstream {
             tier: cfg.tier,
             timeout: cfg.request_timeout,
             max_in_flight: cfg.max_in_flight,
+            max_response_bytes: cfg.max_response_bytes.unwrap_or(max_response_bytes),
             clients,
             uri,
             authorization,
@@ -197,6 +203,11 @@ impl Upstream {
     /// Configured tier.
     pub fn tier(&self) -> Tier {
         self.tier
+    }
+
+    /// Largest answer body read from it, in bytes.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
     }
 
     /// Its health.
@@ -300,8 +311,23 @@ impl Upstream {
     /// Sends one JSON-RPC body and returns the response body.
     ///
     /// The call waits at most until `deadline` (and at most the upstream's own timeout). It
-    /// counts toward the in-flight limit and records its outcome in the upstream's health.
+    /// counts toward the in-flight limit and records its outcome in the upstream's health. The
+    /// answer is read with a running count and cut off once it passes `max_response_bytes`
+    /// ([`CallError::TooLarge`], a failure of this upstream).
     pub async fn call(&self, body: Bytes, deadline: Instant) -> Result<Bytes, CallError> {
+        self.call_capped(body, deadline, self.max_response_bytes)
+            .await
+    }
+
+    /// [`Self::call`] with an answer limit of `limit` bytes, or the upstream's own when that is
+    /// smaller (the head tracker's polls expect small answers).
+    pub(crate) async fn call_capped(
+        &self,
+        body: Bytes,
+        deadline: Instant,
+        limit: usize,
+    ) -> Result<Bytes, CallError> {
+        let limit = limit.min(self.max_response_bytes);
         let now = Instant::now();
         let admission = self.health.admit(now);
         if admission == Admission::No {
@@ -322,7 +348,7 @@ impl Upstream {
             });
         };
         let timeout = deadline.saturating_duration_since(now).min(self.timeout);
-        let result = self.send(body, timeout).await;
+        let result = self.send(body, timeout, limit).await;
         let done = Instant::now();
         match &result {
             Ok(_) => self.health.record_success(done - now),
@@ -346,7 +372,7 @@ impl Upstream {
         (prev < self.max_in_flight).then_some(slot)
     }
 
-    async fn send(&self, body: Bytes, timeout: Duration) -> Result<Bytes, CallError> {
+    async fn send(&self, body: Bytes, timeout: Duration, limit: usize) -> Result<Bytes, CallError> {
         let mut req = Request::post(self.uri.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .body(Full::new(body))
@@ -371,13 +397,22 @@ impl Upstream {
                     status,
                 });
             }
-            resp.into_body()
-                .collect()
+            let declared = resp
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            read_limited(resp.into_body(), declared, limit)
                 .await
-                .map(http_body_util::Collected::to_bytes)
-                .map_err(|e| CallError::Connect {
-                    upstream: self.name.clone(),
-                    reason: format!("response body broken ({e})"),
+                .map_err(|e| match e {
+                    ReadError::TooLarge => CallError::TooLarge {
+                        upstream: self.name.clone(),
+                        limit,
+                    },
+                    ReadError::Broken(e) => CallError::Connect {
+                        upstream: self.name.clone(),
+                        reason: format!("response body broken ({e})"),
+                    },
                 })
         };
         match tokio::time::timeout(timeout, fut).await {
@@ -447,6 +482,61 @@ impl Upstream {
     }
 }
 
+/// Why an answer body could not be read whole.
+#[derive(Debug)]
+enum ReadError {
+    /// It passed the limit (or declared a length past it).
+    TooLarge,
+    /// The connection broke mid-body.
+    Broken(hyper::Error),
+}
+
+/// Most bytes reserved up front from a declared `content-length`: a peer declaring a huge
+/// length and sending nothing must not make keel allocate it.
+const MAX_PREALLOCATION: usize = 1024 * 1024;
+
+/// Reads `body` whole, frame by frame with a running count, stopping as soon as it passes
+/// `limit` bytes (or at once when its `content-length`, `declared`, does): the rest is never
+/// read, and dropping the body closes the connection. A single-frame body is returned without
+/// a copy.
+async fn read_limited(
+    mut body: Incoming,
+    declared: Option<u64>,
+    limit: usize,
+) -> Result<Bytes, ReadError> {
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(ReadError::Broken)?.into_data() else {
+            continue; // trailers
+        };
+        len = len.saturating_add(data.len());
+        if len > limit {
+            return Err(ReadError::TooLarge);
+        }
+        if let Some(buf) = rest.as_mut() {
+            buf.extend_from_slice(&data);
+        } else if let Some(f) = first.take() {
+            let hint = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            let mut buf = BytesMut::with_capacity(hint.min(MAX_PREALLOCATION).max(len));
+            buf.extend_from_slice(&f);
+            buf.extend_from_slice(&data);
+            rest = Some(buf);
+        } else {
+            first = Some(data);
+        }
+    }
+    Ok(match (first, rest) {
+        (_, Some(buf)) => buf.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
+}
+
 /// The URI without user info, and the `authorization` header the user info stands for.
 fn split_credentials(url: &url::Url) -> Result<(hyper::Uri, Option<HeaderValue>), String> {
     let mut bare = url.clone();
@@ -494,6 +584,102 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel_testkit::{Reply, Scripted, eventually};
+
+    fn upstream(name: &str, url: &str, max_response_bytes: usize) -> Upstream {
+        let mut cfg = UpstreamConfig::new(name, SecretUrl::parse(url).expect("url"));
+        cfg.max_response_bytes = Some(max_response_bytes);
+        Upstream::new("t", 0, &cfg, HealthConfig::default(), 1 << 30).expect("upstream")
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    const REQ: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{}]}"#;
+
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_off_at_the_limit_and_counts_against_the_upstream() {
+        let evil = Scripted::start(None, |_| Reply::Endless).await;
+        let up = upstream("evil", &evil.url(), 1 << 20);
+        let err = up
+            .call(Bytes::from_static(REQ), far())
+            .await
+            .expect_err("an endless answer cannot be read");
+        assert!(
+            matches!(&err, CallError::TooLarge { upstream, limit } if upstream == "evil" && *limit == 1 << 20),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("upstream evil") && message.contains("1048576"),
+            "{message}"
+        );
+        assert!(err.is_retryable(), "another upstream may answer it");
+        assert_eq!(
+            up.health().snapshot().failures,
+            1,
+            "the upstream is penalised"
+        );
+        // keel closed the connection: the fixture saw its body dropped and stopped sending.
+        assert!(
+            eventually(Duration::from_secs(10), async || evil.closed_bodies() == 1).await,
+            "the connection was left open"
+        );
+        assert_eq!(evil.open_bodies(), 0);
+        // What was sent is the limit plus what fits in socket buffers, not the endless body.
+        let sent = evil.endless_bytes_sent();
+        assert!(sent < 64 << 20, "{sent} bytes were sent");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_past_the_limit_is_refused_before_reading() {
+        let evil = Scripted::start(None, |_| Reply::Declared(1 << 40)).await;
+        let up = upstream("liar", &evil.url(), 1 << 20);
+        let err = up
+            .call(Bytes::from_static(REQ), far())
+            .await
+            .expect_err("too large");
+        assert!(matches!(err, CallError::TooLarge { .. }), "{err:?}");
+        assert_eq!(up.health().snapshot().failures, 1);
+        assert!(eventually(Duration::from_secs(10), async || evil.closed_bodies() == 1).await);
+    }
+
+    #[tokio::test]
+    async fn answers_up_to_the_limit_arrive_whole() {
+        // Several MiB arrive in many frames; the reassembled answer is byte for byte the same.
+        let result = format!("0x{}", "ab".repeat(3 << 20));
+        let body = format!(r#"{{"jsonrpc":"2.0","id":1,"result":"{result}"}}"#);
+        let len = body.len();
+        let served = body.clone();
+        let node = Scripted::start(None, move |_| Reply::Body(served.clone())).await;
+        let exact = upstream("exact", &node.url(), len);
+        let got = exact
+            .call(Bytes::from_static(REQ), far())
+            .await
+            .expect("at the limit");
+        assert_eq!(got.as_ref(), body.as_bytes());
+        assert_eq!(exact.health().snapshot().failures, 0);
+        let short = upstream("short", &node.url(), len - 1);
+        let err = short
+            .call(Bytes::from_static(REQ), far())
+            .await
+            .expect_err("one byte past the limit");
+        assert!(
+            matches!(err, CallError::TooLarge { limit, .. } if limit == len - 1),
+            "{err:?}"
+        );
+        // The head tracker's cap is lower than the upstream's own when asked for.
+        let capped = upstream("capped", &node.url(), len);
+        let err = capped
+            .call_capped(Bytes::from_static(REQ), far(), 1 << 20)
+            .await
+            .expect_err("past the head poll cap");
+        assert!(
+            matches!(err, CallError::TooLarge { limit, .. } if limit == 1 << 20),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn user_info_becomes_a_basic_authorization_header() {

@@ -34,18 +34,39 @@ pub struct ContentConfig {
     /// Default `5s`.
     #[serde(with = "humantime_serde")]
     pub missing_block_timeout: Duration,
-    /// Upper bound on the time to answer one gateway or RPC request (headers included;
-    /// long bodies keep streaming). Default `60s`.
+    /// Upper bound on the time to produce the response headers of one gateway or RPC request
+    /// (long bodies keep streaming). RPC uploads (`add`, `block/put`, `dag/import`) are
+    /// bounded by `upload_min_bytes_per_second` and `upload_idle_timeout` instead, so a large
+    /// upload is never cut for taking longer than this. Default `60s`.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Largest request body the Kubo RPC accepts (`add`, `block/put`, `dag/import`), in
     /// bytes. Default 4 GiB.
     pub max_upload_bytes: u64,
     /// How long a Kubo RPC upload may send nothing before it is abandoned (its stored blocks
-    /// stay unpinned, for GC). An upload in progress holds off garbage collection, so a
-    /// stalled client must not hold it for ever. Default `60s`.
+    /// stay unpinned, for GC), and how far behind `upload_min_bytes_per_second` it may fall.
+    /// An upload in progress holds off garbage collection, so a stalled client must not hold
+    /// it for ever. Default `60s`.
     #[serde(with = "humantime_serde")]
     pub upload_idle_timeout: Duration,
+    /// Slowest average rate, in bytes per second, at which a Kubo RPC upload may send its
+    /// body; an upload that falls more than `upload_idle_timeout` behind it is abandoned.
+    /// Only time keel spends waiting for the client counts (not time the client waits for
+    /// keel's disk). Bounds how long one upload can hold off garbage collection, to
+    /// `max_upload_bytes` / this rate. `0` disables it (then only `upload_idle_timeout`
+    /// applies). Default 262144 (256 KiB/s, 2 Mbit/s).
+    pub upload_min_bytes_per_second: u64,
+    /// Most Kubo RPC uploads (`add`, `block/put`, `dag/import`) in progress at once; more
+    /// are answered 503. Default 16.
+    pub max_concurrent_uploads: usize,
+    /// Most entries one directory listing may hold (gateway listing, `ls`, `get`, tar).
+    /// A listing past it stops with an error naming the directory and this key. Each entry
+    /// costs about 150 bytes while listed. Default 1000000.
+    pub max_dir_entries: u64,
+    /// Most HAMT shard blocks read to list one sharded directory. Real directories need
+    /// about one block per ten entries (a 1000000-entry directory has about 95000).
+    /// Default 250000.
+    pub max_dir_shard_blocks: u64,
     /// Gateway access log (tracing target `keel_content::access`).
     pub access_log: AccessLogConfig,
 }
@@ -61,6 +82,10 @@ impl Default for ContentConfig {
             request_timeout: Duration::from_secs(60),
             max_upload_bytes: 4 << 30,
             upload_idle_timeout: Duration::from_secs(60),
+            upload_min_bytes_per_second: 256 << 10,
+            max_concurrent_uploads: 16,
+            max_dir_entries: 1_000_000,
+            max_dir_shard_blocks: 250_000,
             access_log: AccessLogConfig::default(),
         }
     }
@@ -200,7 +225,31 @@ mod tests {
         assert_eq!(c.gateway_listen, None);
         assert_eq!(c.missing_block_timeout, Duration::from_millis(250));
         assert_eq!(c.rate_limit.map(|r| r.burst), Some(5));
+        let c: ContentConfig =
+            toml::from_str("max_dir_entries = 10\nmax_dir_shard_blocks = 3\n").expect("parse");
+        assert_eq!((c.max_dir_entries, c.max_dir_shard_blocks), (10, 3));
         assert!(toml::from_str::<ContentConfig>("nope = 1").is_err());
+    }
+
+    #[test]
+    fn upload_limits_parse_and_zero_uploads_is_refused() {
+        let c: ContentConfig =
+            toml::from_str("upload_min_bytes_per_second = 0\nmax_concurrent_uploads = 2\n")
+                .expect("parse");
+        assert_eq!(
+            (c.upload_min_bytes_per_second, c.max_concurrent_uploads),
+            (0, 2)
+        );
+        let text = "[gateway]\nlisten = \"127.0.0.1:8545\"\n[admin]\nlisten = \"127.0.0.1:9545\"\n\
+                    [[chains]]\nname = \"dev\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n\
+                    [content]\nmax_concurrent_uploads = 0\n";
+        let e = crate::Config::from_toml(text, "keel.toml", &[])
+            .expect_err("zero uploads")
+            .to_string();
+        assert!(
+            e.contains("`content.max_concurrent_uploads`") && e.contains("refuses every upload"),
+            "{e}"
+        );
     }
 
     #[test]

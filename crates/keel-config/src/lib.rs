@@ -50,6 +50,32 @@ pub struct Config {
     pub content: Option<content::ContentConfig>,
     /// Probes, alert rules, notifications, SLOs and the status page. Absent = disabled.
     pub monitor: Option<monitor::MonitorConfig>,
+    /// The evidence log of wrong answers found by verified reads: its bounds.
+    pub evidence: EvidenceConfig,
+}
+
+/// `[evidence]`: bounds of the evidence log (`<data-dir>/evidence/`), which holds a record of
+/// every wrong answer verified reads found (see docs/verification.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// Most bytes the log's files hold together (at least 64 KiB); the oldest records are
+    /// deleted to make room. A record is at most an eighth of it (and 1 MiB): larger answers in
+    /// it are replaced by their size and hash.
+    pub max_bytes: u64,
+    /// Records older than this are deleted (at the latest by 9/8 of it, when a record is
+    /// appended or keel starts).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 * 1024 * 1024,
+            max_age: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
 }
 
 /// `[gateway]`: the JSON-RPC listener.
@@ -222,6 +248,11 @@ pub struct ChainConfig {
     /// Verified answers: whether reads are checked against several upstreams or a proof.
     #[serde(default)]
     pub verify: VerifyConfig,
+    /// Largest answer body read from an upstream of this chain, in bytes, unless the upstream
+    /// sets its own. A larger answer is cut off as soon as it passes the limit, counts as a
+    /// failure of that upstream and is asked elsewhere.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
     /// The nodes that serve this chain.
     #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
@@ -233,6 +264,14 @@ fn default_head_poll_interval() -> Duration {
 
 fn default_max_lag_blocks() -> u64 {
     5
+}
+
+/// Default largest upstream answer: 160 MiB, reth's own default cap on the answers it serves
+/// (`--rpc.max-response-size`), which real `eth_getLogs` and block-trace answers stay under.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 160 * 1024 * 1024;
+
+fn default_max_response_bytes() -> usize {
+    DEFAULT_MAX_RESPONSE_BYTES
 }
 
 impl ChainConfig {
@@ -247,6 +286,7 @@ impl ChainConfig {
             methods: MethodPolicyConfig::default(),
             health: HealthConfig::default(),
             verify: VerifyConfig::default(),
+            max_response_bytes: default_max_response_bytes(),
             upstreams,
         }
     }
@@ -285,6 +325,88 @@ pub const ACCOUNT_METHODS: &[&str] = &[
     "eth_getCode",
     "eth_getStorageAt",
     "eth_getProof",
+];
+
+/// Reads whose answers legitimately differ between honest upstreams (head, fees, peers, sync,
+/// mempool, client version, gas estimates) or that are not reads at all (filters,
+/// subscriptions, writes, signing). They are never verified: `mode` does not apply to them,
+/// `[chains.verify.methods]` may not name them with `quorum` or `proof`, and neither may
+/// `client_methods`. An entry ending in `_` is a namespace.
+pub const NEVER_VERIFIED: &[&str] = &[
+    "eth_blockNumber",
+    "eth_gasPrice",
+    "eth_maxPriorityFeePerGas",
+    "eth_blobBaseFee",
+    "eth_estimateGas",
+    "eth_syncing",
+    "eth_mining",
+    "eth_hashrate",
+    "eth_coinbase",
+    "eth_accounts",
+    "eth_protocolVersion",
+    "eth_getWork",
+    "eth_submitWork",
+    "eth_submitHashrate",
+    "eth_newFilter",
+    "eth_newBlockFilter",
+    "eth_newPendingTransactionFilter",
+    "eth_getFilterChanges",
+    "eth_getFilterLogs",
+    "eth_uninstallFilter",
+    "eth_subscribe",
+    "eth_unsubscribe",
+    "eth_sendRawTransaction",
+    "eth_sendTransaction",
+    "eth_sign",
+    "eth_signTransaction",
+    "eth_signTypedData",
+    "web3_clientVersion",
+    "net_peerCount",
+    "net_listening",
+    "txpool_",
+    "admin_",
+    "miner_",
+    "personal_",
+    "anvil_",
+    "evm_",
+    "hardhat_",
+    "engine_",
+];
+
+/// Whether `method` is never verified (see [`NEVER_VERIFIED`]).
+pub fn never_verified(method: &str) -> bool {
+    NEVER_VERIFIED.iter().any(|m| match m.strip_suffix('_') {
+        Some(_) => method.starts_with(m),
+        None => method == *m,
+    })
+}
+
+/// The default `client_methods`: reads whose answer is fixed once their block is (by number,
+/// pinned tag or hash), so that honest upstreams give the same answer.
+pub const CLIENT_METHODS: &[&str] = &[
+    "eth_chainId",
+    "net_version",
+    "eth_getBalance",
+    "eth_getTransactionCount",
+    "eth_getCode",
+    "eth_getStorageAt",
+    "eth_getProof",
+    "eth_call",
+    "eth_getLogs",
+    "eth_getBlockByNumber",
+    "eth_getBlockByHash",
+    "eth_getBlockReceipts",
+    "eth_getBlockTransactionCountByNumber",
+    "eth_getBlockTransactionCountByHash",
+    "eth_getTransactionByHash",
+    "eth_getTransactionByBlockNumberAndIndex",
+    "eth_getTransactionByBlockHashAndIndex",
+    "eth_getTransactionReceipt",
+    "eth_getRawTransactionByHash",
+    "eth_getUncleByBlockNumberAndIndex",
+    "eth_getUncleByBlockHashAndIndex",
+    "eth_getUncleCountByBlockNumber",
+    "eth_getUncleCountByBlockHash",
 ];
 
 /// What happens to answers still in flight once a quorum agreed. Either way the client's
@@ -360,8 +482,13 @@ pub struct VerifyConfig {
     /// Per-method mode, overriding `mode` and `account` (e.g. `eth_gasPrice = "none"`).
     pub methods: std::collections::BTreeMap<String, VerifyMode>,
     /// Disagreements (or failed proofs) in a row after which the minority upstream is ejected;
-    /// every disagreement is also a health penalty.
+    /// every disagreement is also a health penalty. Only checks this config asks for count:
+    /// one a client asked for with `x-keel-verify` never penalises.
     pub evidence_threshold: u32,
+    /// Methods a client may ask to have verified with `x-keel-verify: quorum|proof` beyond
+    /// what this config verifies. Default: [`CLIENT_METHODS`], the reads whose answers are
+    /// fixed once their block is. A [`NEVER_VERIFIED`] method is refused here.
+    pub client_methods: Vec<String>,
 }
 
 impl Default for VerifyConfig {
@@ -378,13 +505,18 @@ impl Default for VerifyConfig {
             checkpoints: Vec::new(),
             methods: std::collections::BTreeMap::new(),
             evidence_threshold: 3,
+            client_methods: CLIENT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
         }
     }
 }
 
 impl VerifyConfig {
-    /// The configured mode for `method` on a chain with `upstreams` upstreams.
+    /// The configured mode for `method` on a chain with `upstreams` upstreams (`none` for a
+    /// [`NEVER_VERIFIED`] method, whatever `mode` says).
     pub fn mode_for(&self, method: &str, upstreams: usize) -> VerifyMode {
+        if never_verified(method) {
+            return VerifyMode::None;
+        }
         if let Some(m) = self.methods.get(method) {
             return *m;
         }
@@ -473,6 +605,10 @@ pub struct UpstreamConfig {
     /// Most calls in flight to this upstream at once; further calls go elsewhere or wait.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Largest answer body read from this upstream, in bytes. Unset: the chain's
+    /// `max_response_bytes`.
+    #[serde(default)]
+    pub max_response_bytes: Option<usize>,
     /// PEM file of CA certificates trusted for this upstream's `https://` endpoint, besides the
     /// system's (a node behind an internal CA).
     #[serde(default)]
@@ -508,6 +644,7 @@ impl UpstreamConfig {
             request_timeout: default_upstream_timeout(),
             connect_timeout: default_connect_timeout(),
             max_in_flight: default_max_in_flight(),
+            max_response_bytes: None,
         }
     }
 }
@@ -541,6 +678,9 @@ impl Config {
         }
         config.validate().map_err(|v| v.locate(origin, text))?;
         config.resolve_secrets()?;
+        config
+            .distinct_upstreams()
+            .map_err(|v| v.locate(origin, text))?;
         Ok(config)
     }
 

@@ -328,3 +328,103 @@ fn log_files_cover_the_retention() {
     );
     assert_eq!(LogRotation::Daily.files_for(Duration::from_secs(1)), 1);
 }
+
+#[test]
+fn content_listing_limits_must_be_at_least_one() {
+    let c = load(&format!(
+        "{MINIMAL}[content]\nmax_dir_entries = 5\nmax_dir_shard_blocks = 2\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.content
+            .map(|c| (c.max_dir_entries, c.max_dir_shard_blocks)),
+        Some((5, 2))
+    );
+    for key in ["max_dir_entries", "max_dir_shard_blocks"] {
+        let e = load(&format!("{MINIMAL}[content]\n{key} = 0\n"))
+            .expect_err("zero")
+            .to_string();
+        assert!(
+            e.contains(&format!("`content.{key}`")) && e.contains("at least 1"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn methods_whose_answers_differ_between_honest_nodes_are_never_verified() {
+    let c = load(&format!("{MINIMAL}[chains.verify]\nmode = \"quorum\"\n")).expect("valid");
+    let v = &c.chains[0].verify;
+    assert_eq!(v.mode_for("eth_call", 2), VerifyMode::Quorum);
+    for m in [
+        "eth_blockNumber",
+        "eth_gasPrice",
+        "web3_clientVersion",
+        "net_peerCount",
+        "eth_syncing",
+        "txpool_content",
+        "eth_estimateGas",
+    ] {
+        assert_eq!(v.mode_for(m, 2), VerifyMode::None, "{m}");
+        assert!(!v.client_methods.iter().any(|c| c == m), "{m}");
+    }
+    assert!(v.client_methods.iter().any(|c| c == "eth_call"));
+    assert!(v.client_methods.iter().any(|c| c == "eth_getLogs"));
+    let cases = [
+        (
+            "[chains.verify.methods]\neth_gasPrice = \"quorum\"\n",
+            "chains.0.verify.methods",
+            "eth_gasPrice cannot be verified",
+        ),
+        (
+            "client_methods = [\"eth_call\", \"txpool_status\"]\n",
+            "chains.0.verify.client_methods.1",
+            "txpool_status cannot be verified",
+        ),
+        (
+            "client_methods = [\"\"]\n",
+            "chains.0.verify.client_methods.0",
+            "is not a method name",
+        ),
+    ];
+    for (table, key, problem) in cases {
+        let text = format!("{MINIMAL}[chains.verify]\n{table}");
+        let e = load(&text).expect_err(table).to_string();
+        assert!(e.contains(key) && e.contains(problem), "{table}: {e}");
+    }
+    // Saying "none" for one of them is harmless.
+    load(&format!(
+        "{MINIMAL}[chains.verify.methods]\neth_gasPrice = \"none\"\n"
+    ))
+    .expect("valid");
+    let c = load(&format!(
+        "{MINIMAL}[chains.verify]\nclient_methods = [\"debug_traceTransaction\"]\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.chains[0].verify.client_methods,
+        ["debug_traceTransaction"]
+    );
+}
+
+#[test]
+fn the_evidence_log_is_bounded() {
+    let c = load(MINIMAL).expect("valid");
+    assert_eq!(c.evidence.max_bytes, 256 * 1024 * 1024);
+    assert_eq!(c.evidence.max_age, Duration::from_secs(90 * 24 * 3600));
+    let c = load(&format!(
+        "{MINIMAL}[evidence]\nmax_bytes = 1048576\nmax_age = \"7d\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.evidence.max_bytes, 1 << 20);
+    assert_eq!(c.evidence.max_age, Duration::from_secs(7 * 24 * 3600));
+    for (table, key, problem) in [
+        ("max_bytes = 1000\n", "evidence.max_bytes", "too small"),
+        ("max_age = \"0s\"\n", "evidence.max_age", "longer than zero"),
+    ] {
+        let e = load(&format!("{MINIMAL}[evidence]\n{table}"))
+            .expect_err(table)
+            .to_string();
+        assert!(e.contains(key) && e.contains(problem), "{table}: {e}");
+    }
+}

@@ -130,10 +130,38 @@ impl Config {
             ] {
                 positive(d, vec![Key("content"), Key(key)])?;
             }
+            if c.max_concurrent_uploads == 0 {
+                return Err(Violation::new(
+                    vec![Key("content"), Key("max_concurrent_uploads")],
+                    "is 0, which refuses every upload",
+                    "use 1 or more (default 16), or turn the RPC off with rpc_listen = \"off\"",
+                ));
+            }
+            for (n, key) in [
+                (c.max_dir_entries, "max_dir_entries"),
+                (c.max_dir_shard_blocks, "max_dir_shard_blocks"),
+            ] {
+                if n == 0 {
+                    return Err(Violation::new(
+                        vec![Key("content"), Key(key)],
+                        "must be at least 1",
+                        "leave it out for the default, or raise it for larger directories",
+                    ));
+                }
+            }
         }
         if let Some(m) = &self.monitor {
             crate::monitor::validate(self, m)?;
         }
+        let e = &self.evidence;
+        if e.max_bytes < 64 * 1024 {
+            return Err(Violation::new(
+                vec![Key("evidence"), Key("max_bytes")],
+                format!("{} bytes is too small for the evidence log", e.max_bytes),
+                "use at least 65536 (64 KiB); the default is 268435456 (256 MiB)",
+            ));
+        }
+        positive(e.max_age, vec![Key("evidence"), Key("max_age")])?;
         if self.chains.is_empty() && self.devnet.is_none() {
             return Err(Violation::new(
                 vec![Key("chains")],
@@ -231,6 +259,7 @@ impl Config {
                 }
             }
             verify(c, ci)?;
+            response_limit(c.max_response_bytes, at("max_response_bytes"))?;
             if c.upstreams.is_empty() {
                 return Err(Violation::new(
                     at("upstreams"),
@@ -288,10 +317,69 @@ impl Config {
                 }
                 positive(u.request_timeout, at("request_timeout"))?;
                 positive(u.connect_timeout, at("connect_timeout"))?;
+                if let Some(max) = u.max_response_bytes {
+                    response_limit(max, at("max_response_bytes"))?;
+                }
             }
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// Refuses two upstreams of one chain at the same URL: one node would count twice in a
+    /// quorum (and get twice its share of traffic). Run once `url_file`s are read. URLs are
+    /// compared as [`node_key`] writes them; the error shows only scheme, host and port.
+    pub(crate) fn distinct_upstreams(&self) -> Result<(), Violation> {
+        use Seg::{Index, Key};
+        for (ci, c) in self.chains.iter().enumerate() {
+            let mut seen: Vec<(String, &crate::UpstreamConfig)> = Vec::new();
+            for (ui, u) in c.upstreams.iter().enumerate() {
+                let Some(url) = &u.url else { continue };
+                let key = node_key(url.expose());
+                if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                    let field = if u.url_file.is_some() {
+                        "url_file"
+                    } else {
+                        "url"
+                    };
+                    return Err(Violation::new(
+                        vec![
+                            Key("chains"),
+                            Index(ci),
+                            Key("upstreams"),
+                            Index(ui),
+                            Key(field),
+                        ],
+                        format!(
+                            "upstreams `{}` and `{}` of chain `{}` are the same node ({url}): it would count twice in a quorum",
+                            first.name, u.name, c.name
+                        ),
+                        "remove one of them (URLs are compared without credentials, letter case, default port and trailing slash)",
+                    ));
+                }
+                seen.push((key, u));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The node a URL reaches, for finding duplicates: scheme, host (lower case, without a trailing
+/// dot), port (the scheme's default when absent), path without trailing slashes, and query.
+/// Credentials (user info) and the fragment are left out: they do not change the node. Names
+/// that resolve to the same address (`localhost` and `127.0.0.1`, DNS aliases) are not
+/// resolved, so they compare as different.
+fn node_key(url: &url::Url) -> String {
+    let host = url
+        .host_str()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let port = url.port_or_known_default().unwrap_or_default();
+    let path = url.path().trim_end_matches('/');
+    let query = url.query().map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{}://{host}:{port}{path}{query}", url.scheme())
 }
 
 /// `[chains.verify]` of chain number `ci`.
@@ -342,6 +430,42 @@ fn verify(c: &crate::ChainConfig, ci: usize) -> Result<(), Violation> {
             ));
         }
     }
+    for (method, mode) in &v.methods {
+        if *mode != crate::VerifyMode::None && crate::never_verified(method) {
+            return Err(Violation::new(
+                vec![Key("chains"), Index(ci), Key("verify"), Key("methods")],
+                format!(
+                    "{method} cannot be verified: its answers legitimately differ between honest upstreams (or it is not a read), so a check would penalise honest ones"
+                ),
+                format!("remove `{method} = \"{}\"`", mode.as_str()),
+            ));
+        }
+    }
+    for (i, method) in v.client_methods.iter().enumerate() {
+        let at = vec![
+            Key("chains"),
+            Index(ci),
+            Key("verify"),
+            Key("client_methods"),
+            Index(i),
+        ];
+        if method.is_empty() || method.trim() != method {
+            return Err(Violation::new(
+                at,
+                format!("`{method}` is not a method name"),
+                "write JSON-RPC method names such as \"eth_call\"",
+            ));
+        }
+        if crate::never_verified(method) {
+            return Err(Violation::new(
+                at,
+                format!(
+                    "{method} cannot be verified: its answers legitimately differ between honest upstreams (or it is not a read)"
+                ),
+                "remove it from client_methods",
+            ));
+        }
+    }
     // Proof mode needs state roots: from `quorum` upstreams or a header source. Checkpoints
     // alone cover only their blocks, so they do not count.
     let roots = c.upstreams.len() >= v.quorum || v.header_source.is_some();
@@ -358,6 +482,24 @@ fn verify(c: &crate::ChainConfig, ci: usize) -> Result<(), Violation> {
                 c.upstreams.len()
             ),
             "add upstreams, lower quorum, or set header_source to a node you trust",
+        ));
+    }
+    Ok(())
+}
+
+/// Smallest `max_response_bytes`: the head poll of a busy block (its transaction hashes) must
+/// fit.
+const MIN_RESPONSE_BYTES: usize = 1024 * 1024;
+
+fn response_limit(max: usize, path: Vec<Seg>) -> Result<(), Violation> {
+    if max < MIN_RESPONSE_BYTES {
+        return Err(Violation::new(
+            path,
+            format!("{max} bytes is too small: a busy block's head poll would not fit"),
+            format!(
+                "use at least {MIN_RESPONSE_BYTES} (1 MiB); the default is {} (160 MiB)",
+                crate::DEFAULT_MAX_RESPONSE_BYTES
+            ),
         ));
     }
     Ok(())
@@ -389,4 +531,144 @@ fn chain_name(name: &str, path: Vec<Seg>) -> Result<(), Violation> {
         format!("`{name}` is not a usable chain name"),
         "use 1 to 64 letters, digits, `-`, `_` or `.`, not only digits (the path /rpc/<digits> is the chain id)",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, ConfigError};
+
+    /// A chain `c` with upstreams `a` and `b`; `{a}` and `{b}` are their extra lines.
+    fn two_upstreams(a: &str, b: &str) -> String {
+        format!(
+            "[[chains]]\nname = \"c\"\nchain_id = 1\n\n[[chains.upstreams]]\nname = \"a\"\n{a}\n\n[[chains.upstreams]]\nname = \"b\"\n{b}\n"
+        )
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, "keel.toml", &[])
+    }
+
+    #[test]
+    fn two_upstreams_at_one_url_are_refused_naming_both_without_secrets() {
+        let e = load(&two_upstreams(
+            "url = \"https://node.example/v2/SECRETKEY\"",
+            "url = \"https://node.example/v2/SECRETKEY\"",
+        ))
+        .expect_err("one node twice")
+        .to_string();
+        assert!(
+            e.starts_with("keel.toml:11:")
+                && e.contains("`chains.0.upstreams.1.url`")
+                && e.contains("upstreams `a` and `b` of chain `c` are the same node")
+                && e.contains("https://node.example/…")
+                && e.contains("quorum"),
+            "{e}"
+        );
+        assert!(!e.contains("SECRETKEY"), "{e}");
+    }
+
+    #[test]
+    fn urls_are_compared_without_case_default_port_trailing_slash_or_credentials() {
+        for (a, b) in [
+            ("HTTPS://Node.Example/rpc/", "https://node.example/rpc"),
+            ("https://node.example:443/rpc", "https://node.example/rpc//"),
+            ("http://node.example:80", "http://NODE.EXAMPLE/"),
+            ("http://node.example.:8545/", "http://node.example:8545"),
+            (
+                "https://user:PASSWORD@node.example/x",
+                "https://other:HUNTER2@node.example/x#frag",
+            ),
+        ] {
+            let e = load(&two_upstreams(
+                &format!("url = \"{a}\""),
+                &format!("url = \"{b}\""),
+            ))
+            .expect_err(&format!("{a} and {b} are one node"))
+            .to_string();
+            assert!(e.contains("same node"), "{e}");
+            assert!(!e.contains("PASSWORD") && !e.contains("HUNTER2"), "{e}");
+        }
+        // Another port, path, query or scheme is another node.
+        for (a, b) in [
+            ("http://127.0.0.1:8545", "http://127.0.0.1:8546"),
+            ("https://node.example/a", "https://node.example/b"),
+            ("https://node.example/?key=1", "https://node.example/?key=2"),
+            ("http://node.example", "https://node.example"),
+        ] {
+            load(&two_upstreams(
+                &format!("url = \"{a}\""),
+                &format!("url = \"{b}\""),
+            ))
+            .unwrap_or_else(|e| panic!("{a} and {b} are two nodes: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_url_file_naming_another_upstreams_url_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("url");
+        std::fs::write(&file, "https://node.example/v2/SECRETKEY\n").expect("write");
+        let e = load(&two_upstreams(
+            "url = \"https://node.example/v2/SECRETKEY/\"",
+            &format!("url_file = \"{}\"", file.display()),
+        ))
+        .expect_err("one node twice")
+        .to_string();
+        assert!(
+            e.starts_with("keel.toml:11:") && e.contains("`chains.0.upstreams.1.url_file`"),
+            "{e}"
+        );
+        assert!(!e.contains("SECRETKEY"), "{e}");
+    }
+
+    #[test]
+    fn answer_limits_default_per_chain_and_are_set_per_upstream() {
+        let c = load(&two_upstreams(
+            "url = \"http://127.0.0.1:1\"\nmax_response_bytes = 2097152",
+            "url = \"http://127.0.0.1:2\"",
+        ))
+        .expect("valid");
+        let chain = &c.chains[0];
+        assert_eq!(chain.max_response_bytes, 160 * 1024 * 1024);
+        assert_eq!(chain.upstreams[0].max_response_bytes, Some(2 << 20));
+        assert_eq!(chain.upstreams[1].max_response_bytes, None);
+        let text = two_upstreams(
+            "url = \"http://127.0.0.1:1\"",
+            "url = \"http://127.0.0.1:2\"",
+        )
+        .replace(
+            "chain_id = 1\n",
+            "chain_id = 1\nmax_response_bytes = 1048576\n",
+        );
+        assert_eq!(
+            load(&text).expect("valid").chains[0].max_response_bytes,
+            1 << 20
+        );
+    }
+
+    #[test]
+    fn answer_limits_too_small_for_a_head_poll_are_refused() {
+        let e = load(&two_upstreams(
+            "url = \"http://127.0.0.1:1\"",
+            "url = \"http://127.0.0.1:2\"\nmax_response_bytes = 1000",
+        ))
+        .expect_err("too small")
+        .to_string();
+        assert!(
+            e.starts_with("keel.toml:12:")
+                && e.contains("`chains.0.upstreams.1.max_response_bytes`")
+                && e.contains("at least 1048576"),
+            "{e}"
+        );
+        let text = two_upstreams(
+            "url = \"http://127.0.0.1:1\"",
+            "url = \"http://127.0.0.1:2\"",
+        )
+        .replace("chain_id = 1\n", "chain_id = 1\nmax_response_bytes = 0\n");
+        let e = load(&text).expect_err("zero").to_string();
+        assert!(
+            e.starts_with("keel.toml:4:") && e.contains("`chains.0.max_response_bytes`"),
+            "{e}"
+        );
+    }
 }

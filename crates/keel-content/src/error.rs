@@ -55,6 +55,15 @@ pub enum Error {
         /// Why it is invalid.
         reason: String,
     },
+    /// An upload's client sent nothing, or too little, for too long (see
+    /// `ContentConfig::upload_min_bytes_per_second`); the upload was abandoned.
+    #[error(
+        "upload {reason}; abandoned (blocks already stored stay unpinned until garbage collection)"
+    )]
+    UploadTooSlow {
+        /// What the client did: stalled, or how far below the minimum rate it fell.
+        reason: String,
+    },
     /// A block is not valid dag-pb / UnixFS.
     #[error("malformed block: {0}")]
     Malformed(String),
@@ -103,6 +112,32 @@ pub enum Error {
         /// The pinned root.
         pin: Box<Cid>,
         /// What failed (a missing or corrupt block, a malformed node).
+        reason: String,
+    },
+    /// A directory cannot be listed: two entries share a name, or its HAMT shards are
+    /// inconsistent (a slot outside the bitfield, a sub-shard reached twice, an entry in the
+    /// wrong slot). Such a DAG is refused, never partly used.
+    #[error("directory {path} is refused: {reason}")]
+    BadDirectory {
+        /// The directory (its path where known, else its CID).
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A directory listing stopped at a configured bound or its deadline.
+    #[error("listing directory {path} stopped: {reason}")]
+    ListingAborted {
+        /// The directory (its path where known, else its CID).
+        path: String,
+        /// Which bound was reached, and the key that sets it.
+        reason: String,
+    },
+    /// `get` or a tar archive refused an entry that could write or point outside the output.
+    #[error("refusing to write {path}: {reason}")]
+    UnsafeEntry {
+        /// The entry's path in the output.
+        path: String,
+        /// Why it is refused.
         reason: String,
     },
     /// A background task failed.

@@ -58,6 +58,9 @@ fn error_response(e: &Error) -> Response {
         }
         Error::Unsupported { .. } => text(StatusCode::NOT_IMPLEMENTED, e.to_string()),
         Error::WrongKind { .. } => text(StatusCode::BAD_REQUEST, e.to_string()),
+        Error::BadDirectory { .. } | Error::ListingAborted { .. } => {
+            text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
         Error::Corrupt { cid } => text(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("block {cid} failed verification and is not served"),
@@ -209,11 +212,12 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
     let car_path = path.clone();
     let trailing_slash = uri.path().ends_with('/');
 
-    // Fast path: a small file verified earlier and kept in memory.
+    // Fast path: a small file verified earlier and kept in memory, while its block is still
+    // stored (a GC, in this process or another, may have removed it since).
     if path.is_empty()
         && format != Format::Car
         && (format == Format::UnixFs || cid.codec() == crate::block::RAW)
-        && let Some(f) = st.cache.get(&cid)
+        && let Some(f) = st.cache.get_stored(&cid, &st.bs)
     {
         let etag = if format == Format::Raw {
             format!("\"{cid}.raw\"")
@@ -238,17 +242,18 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
         return bytes_response(&f.data, &f.content_type, &etag, &headers, &uri, head);
     }
 
-    // Resolve the path (and, for UnixFS, sniff the first bytes) within the deadline.
+    // Resolve the path (and, for UnixFS, sniff the first bytes) within the deadline; the
+    // listing stops at it too, so an abandoned request does not keep working.
+    let limits = st
+        .list_limits
+        .with_deadline(std::time::Instant::now() + st.missing_block_timeout);
     let resolved = tokio::time::timeout(
         st.missing_block_timeout,
         st.blocking(move |bs| {
             let node = unixfs::resolve(bs, &cid, &path)?;
             let (index, sniff) = if format == Format::UnixFs {
                 let index = if matches!(node.kind, EntryKind::Directory | EntryKind::HamtShard) {
-                    match unixfs::entries(bs, &node)?
-                        .iter()
-                        .find(|l| l.name == "index.html")
-                    {
+                    match unixfs::child(bs, &node, "index.html")? {
                         Some(l) => Some(unixfs::load(bs, &l.cid)?),
                         None => None,
                     }
@@ -271,7 +276,7 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
                 && matches!(node.kind, EntryKind::Directory | EntryKind::HamtShard)
                 && index.is_none()
             {
-                Some(unixfs::ls(bs, &node)?)
+                Some(unixfs::ls_with(bs, &node, &limits)?)
             } else {
                 None
             };
@@ -302,7 +307,7 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
                 Ok(b) => Bytes::from(b),
                 Err(e) => return error_response(&e),
             };
-            if c.codec() == crate::block::RAW {
+            if c.codec() == crate::block::RAW && !is_identity(&c) {
                 st.cache.insert(
                     c,
                     CachedFile {
@@ -372,17 +377,8 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
                     return r;
                 }
                 if let Some(index) = index {
-                    return serve_file(
-                        &st,
-                        index,
-                        "index.html",
-                        &sniff,
-                        &headers,
-                        &uri,
-                        head,
-                        &node,
-                    )
-                    .await;
+                    let name = if is_identity(&cid) { "" } else { "index.html" };
+                    return serve_file(&st, index, name, &sniff, &headers, &uri, head, &node).await;
                 }
                 let etag = format!("\"DirIndex-{}\"", node.cid);
                 if not_modified(&headers, &etag) {
@@ -404,6 +400,12 @@ async fn handle(State(st): State<AppState>, req: Request) -> Response {
             EntryKind::File => {
                 let name = segs.last().cloned().unwrap_or_default();
                 let root = node.clone();
+                // Names under an identity root come from the request itself.
+                let name = if is_identity(&cid) {
+                    String::new()
+                } else {
+                    name
+                };
                 serve_file(&st, node, &name, &sniff, &headers, &uri, head, &root).await
             }
             EntryKind::Symlink => {
@@ -449,6 +451,23 @@ fn not_modified_response(etag: &str) -> Response {
     set(r.headers_mut(), header::ETAG, etag);
     set(r.headers_mut(), header::CACHE_CONTROL, IMMUTABLE);
     r
+}
+
+/// Whether the CID's "hash" is the identity: its bytes are in the CID itself, chosen by
+/// whoever wrote the URL, and stored nowhere.
+fn is_identity(cid: &cid::Cid) -> bool {
+    cid.hash().code() == crate::block::IDENTITY
+}
+
+/// The Content-Type of a UnixFS file. An identity-CID file is bytes from the URL itself, not
+/// content anyone stored: it is never typed as HTML (or anything a browser renders), so a link
+/// cannot make this gateway's origin run a script of the link author's choosing.
+fn file_type(node: &Node, name: &str, sniff: &[u8]) -> String {
+    if is_identity(&node.cid) {
+        "application/octet-stream".to_owned()
+    } else {
+        content_type(name, sniff)
+    }
 }
 
 fn content_type(name: &str, sniff: &[u8]) -> String {
@@ -532,8 +551,9 @@ async fn serve_file(
     let size = node.size;
     if node.links.is_empty() && node.data.len() as u64 == size {
         // Single-block file: its bytes are already in memory and verified.
+        let ctype = file_type(&node, name, sniff);
         let data = Bytes::from(node.data);
-        if etag_node.cid == node.cid {
+        if etag_node.cid == node.cid && !is_identity(&node.cid) {
             st.cache.insert(
                 node.cid,
                 CachedFile {
@@ -542,8 +562,9 @@ async fn serve_file(
                 },
             );
         }
-        return bytes_response(&data, &content_type(name, sniff), &etag, headers, uri, head);
+        return bytes_response(&data, &ctype, &etag, headers, uri, head);
     }
+    let ctype = file_type(&node, name, sniff);
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, end) = match parse_range(range, size) {
         Ok(None) => (StatusCode::OK, 0, size),
@@ -577,7 +598,7 @@ async fn serve_file(
     *r.status_mut() = status;
     let h = r.headers_mut();
     common_headers(h, &etag, uri);
-    set(h, header::CONTENT_TYPE, &content_type(name, sniff));
+    set(h, header::CONTENT_TYPE, &ctype);
     set(h, header::ACCEPT_RANGES, "bytes");
     set(h, header::CONTENT_LENGTH, &(end - start).to_string());
     if status == StatusCode::PARTIAL_CONTENT {

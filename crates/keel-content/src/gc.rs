@@ -19,7 +19,6 @@ use crate::Error;
 use crate::block::{DAG_PB, IDENTITY, RAW, check_supported};
 use crate::pb::decode_node;
 use crate::store::{Blockstore, PinKind};
-use crate::unixfs::MAX_DEPTH;
 
 /// What a collection did.
 #[derive(Debug, Default, Clone)]
@@ -89,15 +88,13 @@ fn marked(bs: &Blockstore) -> Result<HashSet<Vec<u8>>, Error> {
 }
 
 /// Adds the blocks of the DAG under `root` to `keep`. Subtrees already kept (shared with an
-/// earlier pin) are not walked again.
+/// earlier pin) are not walked again. Like [`crate::unixfs::walk_blocks`] (which checks a DAG
+/// before it is pinned) the walk is iterative with no depth limit, so its verdict depends only
+/// on which blocks are reachable: a DAG that could be pinned can always be marked, whatever
+/// the order of its links and however many paths lead to a block.
 fn mark_dag(bs: &Blockstore, root: &Cid, keep: &mut HashSet<Vec<u8>>) -> Result<(), Error> {
-    let mut stack = vec![(*root, 0usize)];
-    while let Some((cid, depth)) = stack.pop() {
-        if depth > MAX_DEPTH {
-            return Err(Error::Malformed(format!(
-                "{root}: DAG deeper than {MAX_DEPTH}"
-            )));
-        }
+    let mut stack = vec![*root];
+    while let Some(cid) = stack.pop() {
         check_supported(&cid)?;
         // Identity CIDs carry their bytes: nothing stored to keep, but a dag-pb one has links.
         let stored = cid.hash().code() != IDENTITY;
@@ -111,7 +108,12 @@ fn mark_dag(bs: &Blockstore, root: &Cid, keep: &mut HashSet<Vec<u8>>) -> Result<
             continue;
         }
         let node = decode_node(&bs.get(&cid)?)?;
-        stack.extend(node.links.iter().map(|l| (l.cid, depth + 1)));
+        stack.extend(
+            node.links
+                .iter()
+                .map(|l| l.cid)
+                .filter(|c| !keep.contains(&c.hash().to_bytes())),
+        );
     }
     Ok(())
 }

@@ -6,9 +6,11 @@
 //! digits, followed by the entry name for entries. The shard's UnixFS data carries the
 //! occupied-slot bitfield (minimal big-endian), `hashType = 0x22` and `fanout = 256`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
 
 use cid::Cid;
+use keel_config::content::ContentConfig;
 
 use crate::Error;
 use crate::importer::{BlockSink, DirChild, ImportOptions, Imported};
@@ -169,69 +171,335 @@ pub fn build_sharded(
     root.encode(opts, sink)
 }
 
-/// The entries of a shard (recursively through sub-shards), as `(name, link)` in shard order.
-/// `load` fetches a sub-shard's links.
-pub(crate) fn flatten(
-    links: &[PbLink],
-    load: &mut dyn FnMut(&Cid) -> Result<Vec<PbLink>, Error>,
-    depth: usize,
-    out: &mut Vec<PbLink>,
-) -> Result<(), Error> {
-    if depth > MAX_LEVELS {
-        return Err(Error::Malformed("HAMT deeper than 8 levels".to_owned()));
+/// Bounds on one directory listing, so that a hostile directory answers an error in bounded
+/// time and memory instead of expanding without end (`[content]` `max_dir_entries` and
+/// `max_dir_shard_blocks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListLimits {
+    /// Most entries one listing holds.
+    pub max_entries: u64,
+    /// Most HAMT shard blocks read to list one sharded directory (its root shard included).
+    pub max_shard_blocks: u64,
+    /// When set, a listing still reading blocks at this instant stops with an error (the
+    /// gateway sets its `missing_block_timeout`, so an abandoned request stops working too).
+    pub deadline: Option<Instant>,
+}
+
+impl Default for ListLimits {
+    fn default() -> Self {
+        Self::from_config(&ContentConfig::default())
     }
-    for l in links {
-        let name = l
-            .name
-            .split_at_checked(2)
-            .filter(|(slot, _)| slot.chars().all(|c| c.is_ascii_hexdigit()))
-            .map(|(_, name)| name)
-            .ok_or_else(|| Error::Malformed(format!("bad HAMT link name `{}`", l.name)))?;
-        if name.is_empty() {
-            let sub = load(&l.cid)?;
-            flatten(&sub, load, depth + 1, out)?;
-        } else {
-            out.push(PbLink {
-                cid: l.cid,
-                name: name.to_owned(),
-                tsize: l.tsize,
-            });
+}
+
+impl ListLimits {
+    /// The limits a `[content]` section sets, without a deadline.
+    pub fn from_config(cfg: &ContentConfig) -> Self {
+        Self {
+            max_entries: cfg.max_dir_entries,
+            max_shard_blocks: cfg.max_dir_shard_blocks,
+            deadline: None,
         }
+    }
+
+    /// The same limits, stopping at `at`.
+    #[must_use]
+    pub fn with_deadline(self, at: Instant) -> Self {
+        Self {
+            deadline: Some(at),
+            ..self
+        }
+    }
+
+    /// Fails once the deadline has passed.
+    pub(crate) fn check_deadline(&self, dir: &str) -> Result<(), Error> {
+        match self.deadline {
+            Some(at) if Instant::now() >= at => Err(Error::ListingAborted {
+                path: dir.to_owned(),
+                reason: "the request's deadline passed".to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The error of a listing past `max_entries`.
+    pub(crate) fn too_many_entries(&self, dir: &str) -> Error {
+        Error::ListingAborted {
+            path: dir.to_owned(),
+            reason: format!(
+                "more than {} entries (`[content] max_dir_entries`)",
+                self.max_entries
+            ),
+        }
+    }
+}
+
+/// A shard block as the listing reads it: its links and its occupied-slot bitfield (the
+/// UnixFS `Data` bytes).
+#[derive(Debug, Clone)]
+pub(crate) struct ShardBlock {
+    pub(crate) links: Vec<PbLink>,
+    pub(crate) bitfield: Vec<u8>,
+}
+
+/// One link of a checked shard.
+enum SlotLink<'a> {
+    /// An entry: the slot holds the named link.
+    Entry(u8, &'a str, &'a PbLink),
+    /// A sub-shard.
+    Shard(u8, &'a PbLink),
+}
+
+impl SlotLink<'_> {
+    fn slot(&self) -> u8 {
+        match self {
+            Self::Entry(s, ..) | Self::Shard(s, _) => *s,
+        }
+    }
+}
+
+/// Checks the HAMT parameters of a shard's UnixFS data: murmur3-x64-64 and fanout 256 are
+/// the only ones keel reads (they are what Kubo and Helia write).
+pub(crate) fn check_params(
+    cid: &Cid,
+    hash_type: Option<u64>,
+    fanout: Option<u64>,
+) -> Result<(), Error> {
+    if hash_type != Some(MURMUR3_X64_64) || fanout != Some(FANOUT as u64) {
+        return Err(Error::Unsupported {
+            cid: cid.to_string(),
+            reason: format!(
+                "HAMT shard with hash type {hash_type:?} and fanout {fanout:?} (keel reads murmur3-x64-64, 0x22, with fanout 256)"
+            ),
+        });
     }
     Ok(())
 }
 
-/// Finds the entry `name` in a shard as a HAMT lookup does: only the shard blocks on the
-/// name's hash path are read (`load` fetches a sub-shard's links). Returns the entry's link
-/// (with the plain entry name), or `None` if the name is not in the directory.
+fn bad(dir: &str, cid: &Cid, what: String) -> Error {
+    Error::BadDirectory {
+        path: dir.to_owned(),
+        reason: format!("HAMT shard {cid}: {what}"),
+    }
+}
+
+/// Checks one shard block reached through the slots `prefix` (one hash byte per level above
+/// it) and classifies its links. The bitfield must name exactly the slots the links use, in
+/// increasing order and each once; an entry's name must hash to the slot path it sits at (so
+/// a lookup finds it, and no name can appear twice); sub-shards cannot go below level 8.
+fn check_shard<'a>(
+    cid: &Cid,
+    shard: &'a ShardBlock,
+    prefix: &[u8],
+    dir: &str,
+) -> Result<Vec<SlotLink<'a>>, Error> {
+    let depth = prefix.len();
+    let first = shard
+        .bitfield
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(shard.bitfield.len());
+    let bits = &shard.bitfield[first..];
+    if bits.len() > FANOUT / 8 {
+        return Err(bad(
+            dir,
+            cid,
+            format!("bitfield of {} bytes for 256 slots", bits.len()),
+        ));
+    }
+    let occupied = |slot: u8| {
+        let byte = usize::from(slot) / 8;
+        byte < bits.len() && bits[bits.len() - 1 - byte] & (1 << (slot % 8)) != 0
+    };
+    let set: u32 = bits.iter().map(|b| b.count_ones()).sum();
+    if set as usize != shard.links.len() {
+        return Err(bad(
+            dir,
+            cid,
+            format!(
+                "bitfield sets {set} slots but the shard has {} links",
+                shard.links.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(shard.links.len());
+    let mut last: Option<u8> = None;
+    for l in &shard.links {
+        let slot = l
+            .name
+            .get(..2)
+            .filter(|s| s.bytes().all(|c| c.is_ascii_hexdigit()))
+            .and_then(|s| u8::from_str_radix(s, 16).ok())
+            .ok_or_else(|| {
+                bad(
+                    dir,
+                    cid,
+                    format!(
+                        "link name `{}` does not start with a two-digit slot",
+                        l.name
+                    ),
+                )
+            })?;
+        if last.is_some_and(|p| p >= slot) {
+            let what = if last == Some(slot) {
+                format!("slot {slot:02X} is used by two links")
+            } else {
+                format!("slot {slot:02X} comes after a higher slot")
+            };
+            return Err(bad(dir, cid, what));
+        }
+        last = Some(slot);
+        if !occupied(slot) {
+            return Err(bad(
+                dir,
+                cid,
+                format!("slot {slot:02X} is used but not set in the bitfield"),
+            ));
+        }
+        let name = &l.name[2..];
+        if name.is_empty() {
+            if depth + 1 >= MAX_LEVELS {
+                return Err(bad(
+                    dir,
+                    cid,
+                    format!(
+                        "sub-shard in slot {slot:02X} below level {MAX_LEVELS} (a 64-bit hash has {MAX_LEVELS} levels)"
+                    ),
+                ));
+            }
+            out.push(SlotLink::Shard(slot, l));
+        } else {
+            let hash = murmur3_x64_64(name.as_bytes()).to_be_bytes();
+            if hash[..depth] != *prefix || hash[depth] != slot {
+                return Err(bad(
+                    dir,
+                    cid,
+                    format!(
+                        "entry `{name}` sits in slot {slot:02X} at level {depth}, where its name does not hash (a lookup of it would fail)"
+                    ),
+                ));
+            }
+            out.push(SlotLink::Entry(slot, name, l));
+        }
+    }
+    Ok(out)
+}
+
+/// The entries of a sharded directory (recursively through its sub-shards), with plain entry
+/// names, in shard order. `load` fetches a sub-shard. Every shard is checked (see
+/// [`check_shard`]), a sub-shard linked twice is refused (shards form a tree; a shared one
+/// would expand exponentially), and `limits` bound the entries and blocks. `dir` names the
+/// directory in errors.
+pub(crate) fn flatten(
+    root_cid: &Cid,
+    root: &ShardBlock,
+    load: &mut dyn FnMut(&Cid) -> Result<ShardBlock, Error>,
+    limits: &ListLimits,
+    dir: &str,
+) -> Result<Vec<PbLink>, Error> {
+    let mut walk = Flatten {
+        load,
+        limits,
+        dir,
+        seen: HashSet::from([root_cid.hash().to_bytes()]),
+        blocks: 1,
+        out: Vec::new(),
+    };
+    walk.shard(root_cid, root, &mut Vec::with_capacity(MAX_LEVELS))?;
+    Ok(walk.out)
+}
+
+struct Flatten<'a, 'l> {
+    load: &'a mut dyn FnMut(&Cid) -> Result<ShardBlock, Error>,
+    limits: &'l ListLimits,
+    dir: &'l str,
+    seen: HashSet<Vec<u8>>,
+    blocks: u64,
+    out: Vec<PbLink>,
+}
+
+impl Flatten<'_, '_> {
+    fn shard(&mut self, cid: &Cid, shard: &ShardBlock, prefix: &mut Vec<u8>) -> Result<(), Error> {
+        for link in check_shard(cid, shard, prefix, self.dir)? {
+            match link {
+                SlotLink::Entry(_, name, l) => {
+                    if self.out.len() as u64 >= self.limits.max_entries {
+                        return Err(self.limits.too_many_entries(self.dir));
+                    }
+                    self.out.push(PbLink {
+                        cid: l.cid,
+                        name: name.to_owned(),
+                        tsize: l.tsize,
+                    });
+                }
+                SlotLink::Shard(slot, l) => {
+                    if !self.seen.insert(l.cid.hash().to_bytes()) {
+                        return Err(bad(
+                            self.dir,
+                            cid,
+                            format!(
+                                "slot {slot:02X} links sub-shard {}, which the directory already reached (sub-shards are never shared)",
+                                l.cid
+                            ),
+                        ));
+                    }
+                    if self.blocks >= self.limits.max_shard_blocks {
+                        return Err(Error::ListingAborted {
+                            path: self.dir.to_owned(),
+                            reason: format!(
+                                "more than {} HAMT shard blocks (`[content] max_dir_shard_blocks`)",
+                                self.limits.max_shard_blocks
+                            ),
+                        });
+                    }
+                    self.limits.check_deadline(self.dir)?;
+                    self.blocks += 1;
+                    let sub = (self.load)(&l.cid)?;
+                    prefix.push(slot);
+                    self.shard(&l.cid, &sub, prefix)?;
+                    prefix.pop();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Finds the entry `name` in a sharded directory as a HAMT lookup does: only the shard
+/// blocks on the name's hash path are read (`load` fetches a sub-shard), each checked as a
+/// listing checks it. Returns the entry's link (with the plain entry name), or `None` if the
+/// name is not in the directory.
 pub(crate) fn lookup(
-    links: &[PbLink],
+    root_cid: &Cid,
+    root: &ShardBlock,
     name: &str,
-    load: &mut dyn FnMut(&Cid) -> Result<Vec<PbLink>, Error>,
+    load: &mut dyn FnMut(&Cid) -> Result<ShardBlock, Error>,
 ) -> Result<Option<PbLink>, Error> {
     let hash = murmur3_x64_64(name.as_bytes()).to_be_bytes();
-    let mut owned: Option<Vec<PbLink>> = None;
-    for idx in hash {
-        let slot = format!("{idx:02X}");
-        let current = owned.as_deref().unwrap_or(links);
-        let Some(l) = current
-            .iter()
-            .find(|l| l.name.get(..2) == Some(slot.as_str()))
-        else {
+    let dir = root_cid.to_string();
+    let mut owned: Option<(Cid, ShardBlock)> = None;
+    for depth in 0..MAX_LEVELS {
+        let (cid, shard) = match &owned {
+            Some((c, s)) => (c, s),
+            None => (root_cid, root),
+        };
+        let links = check_shard(cid, shard, &hash[..depth], &dir)?;
+        let Some(found) = links.iter().find(|l| l.slot() == hash[depth]) else {
             return Ok(None);
         };
-        if l.name.len() == 2 {
-            let sub = l.cid;
-            owned = Some(load(&sub)?);
-            continue;
-        }
-        return Ok((&l.name[2..] == name).then(|| PbLink {
-            cid: l.cid,
-            name: name.to_owned(),
-            tsize: l.tsize,
-        }));
+        let sub = match found {
+            SlotLink::Entry(_, n, l) => {
+                return Ok((*n == name).then(|| PbLink {
+                    cid: l.cid,
+                    name: name.to_owned(),
+                    tsize: l.tsize,
+                }));
+            }
+            SlotLink::Shard(_, l) => l.cid,
+        };
+        owned = Some((sub, load(&sub)?));
     }
-    Err(Error::Malformed("HAMT deeper than 8 levels".to_owned()))
+    // check_shard refuses sub-shards below the last level.
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -25,8 +25,6 @@ use crate::store::{Blockstore, WriteSession};
 
 /// Most blocking store jobs (reads, imports) running at once per listener.
 const MAX_JOBS: usize = 64;
-/// Most RPC uploads (`add`) in progress at once per listener; more get 503.
-const MAX_UPLOADS: usize = 16;
 /// How often a request waiting for a write session (behind a GC) tries again.
 const SESSION_RETRY: Duration = Duration::from_millis(20);
 /// Bytes of verified single-block files the gateway keeps in memory.
@@ -63,8 +61,21 @@ impl FileCache {
         }
     }
 
-    pub(crate) fn get(&self, cid: &cid::Cid) -> Option<CachedFile> {
-        self.inner.lock().ok()?.0.get(cid).cloned()
+    /// The cached file, if its block is still in the store: a GC (in this process or in
+    /// another, `keel content gc`) may have removed it since it was cached, and then it is
+    /// dropped here. Checking costs one `stat`, not a read and a hash.
+    pub(crate) fn get_stored(&self, cid: &cid::Cid, bs: &Blockstore) -> Option<CachedFile> {
+        let f = self.inner.lock().ok()?.0.get(cid).cloned()?;
+        if bs.has(cid) {
+            return Some(f);
+        }
+        let mut g = self.inner.lock().ok()?;
+        let (map, order, used) = &mut *g;
+        if let Some(f) = map.remove(cid) {
+            *used -= f.data.len();
+            order.retain(|c| c != cid);
+        }
+        None
     }
 
     pub(crate) fn insert(&self, cid: cid::Cid, file: CachedFile) {
@@ -104,12 +115,19 @@ pub(crate) struct AppState {
     pub(crate) bs: Blockstore,
     pub(crate) metrics: Arc<Metrics>,
     jobs: Arc<Semaphore>,
+    /// RPC uploads in progress (`ContentConfig::max_concurrent_uploads`).
     pub(crate) uploads: Arc<Semaphore>,
     pub(crate) missing_block_timeout: Duration,
     pub(crate) max_upload: u64,
     /// See `ContentConfig::upload_idle_timeout`.
     pub(crate) upload_idle_timeout: Duration,
+    /// See `ContentConfig::upload_min_bytes_per_second`.
+    pub(crate) upload_min_rate: u64,
+    /// See `ContentConfig::request_timeout`.
+    pub(crate) request_timeout: Duration,
     pub(crate) cache: Arc<FileCache>,
+    /// Bounds on each directory listing (`max_dir_entries`, `max_dir_shard_blocks`).
+    pub(crate) list_limits: crate::unixfs::ListLimits,
 }
 
 impl AppState {
@@ -118,11 +136,14 @@ impl AppState {
             metrics: bs.metrics().clone(),
             bs,
             jobs: Arc::new(Semaphore::new(MAX_JOBS)),
-            uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
+            uploads: Arc::new(Semaphore::new(cfg.max_concurrent_uploads.max(1))),
             missing_block_timeout: cfg.missing_block_timeout,
             max_upload: cfg.max_upload_bytes,
             upload_idle_timeout: cfg.upload_idle_timeout,
+            upload_min_rate: cfg.upload_min_bytes_per_second,
+            request_timeout: cfg.request_timeout,
             cache: Arc::new(FileCache::new(CACHE_BYTES)),
+            list_limits: crate::unixfs::ListLimits::from_config(cfg),
         }
     }
 
@@ -137,21 +158,9 @@ impl AppState {
         }
     }
 
-    /// One step of reading an upload body, abandoned with a clear error when the client sends
-    /// nothing for `upload_idle_timeout`.
-    pub(crate) async fn upload_step<T>(
-        &self,
-        step: impl std::future::Future<Output = T>,
-    ) -> Result<T, Error> {
-        tokio::time::timeout(self.upload_idle_timeout, step)
-            .await
-            .map_err(|_| Error::InvalidArgument {
-                input: "request body".to_owned(),
-                reason: format!(
-                    "upload stalled: nothing received for {:?}; abandoned (blocks already stored stay unpinned)",
-                    self.upload_idle_timeout
-                ),
-            })
+    /// The pace keeper of one upload body (see [`Pace`]).
+    pub(crate) fn pace(&self) -> Pace {
+        Pace::new(self.upload_min_rate, self.upload_idle_timeout)
     }
 
     /// Runs `f` on the blocking pool, at most [`MAX_JOBS`] at once.
@@ -175,8 +184,11 @@ impl AppState {
         .map_err(|e| Error::Task(e.to_string()))?
     }
 
-    /// A body fed by `f` running on the blocking pool through a bounded channel. An error
-    /// after the first byte aborts the body (the client sees a truncated transfer).
+    /// A body fed by `f` running on the blocking pool through a bounded channel. The answer
+    /// waits for the first chunk: an error (or panic) before it is returned here, so the
+    /// caller answers with an error status. One after it aborts the body, so the client sees
+    /// a failed transfer (an HTTP/1.1 chunked body without its last chunk, an HTTP/2 reset),
+    /// never a clean end of a truncated stream; a panic is caught and treated the same way.
     pub(crate) async fn stream<F>(&self, f: F) -> Result<Body, Error>
     where
         F: FnOnce(&Blockstore, &mut ChannelWriter) -> Result<(), Error> + Send + 'static,
@@ -187,7 +199,7 @@ impl AppState {
             .acquire_owned()
             .await
             .map_err(|_| Error::Task("job pool closed".to_owned()))?;
-        let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(BODY_CHANNEL);
+        let (tx, mut rx) = mpsc::channel::<Result<Bytes, Error>>(BODY_CHANNEL);
         let bs = self.bs.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -195,21 +207,125 @@ impl AppState {
                 tx,
                 buf: Vec::with_capacity(BODY_CHUNK),
             };
-            let res = f(&bs, &mut w).and_then(|()| w.flush().map_err(Error::from));
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f(&bs, &mut w).and_then(|()| w.flush().map_err(Error::from))
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(Error::Task(format!("response body job panicked: {what}")))
+            });
             if let Err(e) = res {
                 tracing::warn!(error = %e, "response body aborted");
-                let _ =
-                    w.tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                let _ = w.tx.blocking_send(Err(e));
             }
         });
-        let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let first = match rx.recv().await {
+            Some(Err(e)) => return Err(e),
+            first => first,
+        };
+        let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let stream = futures::StreamExt::map(
+            futures::StreamExt::chain(futures::stream::iter(first), rest),
+            |r| r.map_err(|e| std::io::Error::other(e.to_string())),
+        );
         Ok(Body::from_stream(stream))
+    }
+}
+
+/// Keeps one upload body to a minimum pace, so that a client that stalls or trickles cannot
+/// hold its write session (and with it garbage collection, and every write queued behind a
+/// waiting collection) for ever.
+///
+/// The client has a time credit, at most `window` (`upload_idle_timeout`): waiting for it
+/// spends the credit, and each byte received earns `1 / rate` seconds of it back. A wait that
+/// would overdraw the credit abandons the upload. So the client may pause for `window` when it
+/// is not behind, and must average at least `rate` bytes per second, falling behind by at most
+/// `window` worth of bytes. Only time spent waiting for the client counts: while keel is busy
+/// (hashing, writing, waiting for a GC), the client cannot send and its credit is untouched.
+#[derive(Debug)]
+pub(crate) struct Pace {
+    rate: u64,
+    window: Duration,
+    credit: Duration,
+    received: u64,
+    waited: Duration,
+}
+
+impl Pace {
+    pub(crate) fn new(rate: u64, window: Duration) -> Self {
+        Self {
+            rate,
+            window,
+            credit: window,
+            received: 0,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// Records a wait of `waited` that brought `bytes`.
+    fn record(&mut self, waited: Duration, bytes: u64) {
+        self.waited = self.waited.saturating_add(waited);
+        self.received = self.received.saturating_add(bytes);
+        self.credit = self.credit.saturating_sub(waited);
+        let earned = if self.rate == 0 {
+            self.window
+        } else {
+            Duration::try_from_secs_f64(bytes as f64 / self.rate as f64).unwrap_or(Duration::MAX)
+        };
+        self.credit = self.credit.saturating_add(earned).min(self.window);
+    }
+
+    /// Why the upload is abandoned after a wait of `allowed` brought nothing.
+    fn too_slow(&self, allowed: Duration) -> Error {
+        // A client with (almost) its whole credit left that sends nothing has stalled.
+        let reason = if allowed >= self.window.mul_f64(0.9) {
+            format!("stalled: nothing received for {:?}", self.window)
+        } else {
+            format!(
+                "too slow: {} bytes in {:.1?} of waiting for the client, under the minimum of {} bytes/s (`upload_min_bytes_per_second`) by more than {:?} worth",
+                self.received,
+                self.waited.saturating_add(allowed),
+                self.rate,
+                self.window
+            )
+        };
+        Error::UploadTooSlow { reason }
+    }
+
+    /// Awaits one step of reading the body (`bytes` tells how many bytes its output holds),
+    /// or abandons the upload when the client is too far behind.
+    pub(crate) async fn step<T>(
+        &mut self,
+        step: impl std::future::Future<Output = T>,
+        bytes: impl FnOnce(&T) -> u64,
+    ) -> Result<T, Error> {
+        let allowed = self.credit;
+        let start = Instant::now();
+        match tokio::time::timeout(allowed, step).await {
+            Ok(out) => {
+                self.record(start.elapsed(), bytes(&out));
+                Ok(out)
+            }
+            Err(_) => Err(self.too_slow(allowed)),
+        }
+    }
+}
+
+/// Answers 504 when the inner service takes longer than the deadline to produce headers.
+pub(crate) async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::GATEWAY_TIMEOUT, "request timed out\n").into_response(),
     }
 }
 
 /// `Write` into a bounded channel of body chunks (blocks when the client is slow).
 pub(crate) struct ChannelWriter {
-    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    tx: mpsc::Sender<Result<Bytes, Error>>,
     buf: Vec<u8>,
 }
 
@@ -314,11 +430,31 @@ impl Query {
     }
 }
 
-/// Per-IP token buckets.
+/// Per-client token buckets. A client is an IPv4 address or an IPv6 /64 (one subscriber's
+/// network: a host picks any of its 2^64 addresses at will, so a per-address limit would be
+/// no limit at all); IPv4-mapped IPv6 addresses count as their IPv4 address.
+///
+/// The table holds at most `max_tracked_clients` buckets. When a new client finds it full,
+/// buckets that have refilled completely (idle clients) are dropped first, then the least
+/// recently seen eighth; a new client always gets a bucket and is always limited, whatever
+/// the table holds (a full table never lets requests through unchecked).
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     cfg: RateLimitConfig,
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+/// The rate-limit key of a client address (see [`RateLimiter`]).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    }
 }
 
 impl RateLimiter {
@@ -329,24 +465,39 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `ip`; `false` when the client is over its limit.
+    /// Takes one token for `ip`'s client; `false` when the client is over its limit.
     pub(crate) fn check(&self, ip: IpAddr) -> bool {
+        let key = client_key(ip);
         let now = Instant::now();
         let rate = f64::from(self.cfg.requests_per_second.max(1));
         let burst = f64::from(self.cfg.burst.max(1));
-        let Ok(mut map) = self.buckets.lock() else {
-            return true;
-        };
-        if map.len() >= self.cfg.max_tracked_clients && !map.contains_key(&ip) {
+        let max = self.cfg.max_tracked_clients.max(1);
+        // A bucket map cannot be left half-updated: a panic elsewhere does not poison it.
+        let mut map = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= max && !map.contains_key(&key) {
             // Forget clients whose bucket has refilled completely: they are idle.
             map.retain(|_, (tokens, at)| {
                 *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
             });
-            if map.len() >= self.cfg.max_tracked_clients {
-                return true;
+            if map.len() >= max {
+                // Every tracked client is active: forget the least recently seen eighth (at
+                // least one), so the cost of making room is spread over many new clients.
+                let mut seen: Vec<Instant> = map.values().map(|(_, at)| *at).collect();
+                let n = (max / 8).clamp(1, seen.len());
+                let (_, cutoff, _) = seen.select_nth_unstable(n - 1);
+                let cutoff = *cutoff;
+                let mut dropped = 0;
+                map.retain(|_, (_, at)| {
+                    let drop = *at <= cutoff && dropped < n;
+                    dropped += usize::from(drop);
+                    !drop
+                });
             }
         }
-        let (tokens, at) = map.entry(ip).or_insert((burst, now));
+        let (tokens, at) = map.entry(key).or_insert((burst, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
         *at = now;
         if *tokens >= 1.0 {
@@ -372,7 +523,8 @@ pub(crate) struct Edge {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limiter: Option<Arc<RateLimiter>>,
     pub(crate) access_log: Option<AccessLogConfig>,
-    pub(crate) request_timeout: Duration,
+    /// Deadline for response headers; `None` when the routes apply their own.
+    pub(crate) request_timeout: Option<Duration>,
 }
 
 fn redact_ip(ip: IpAddr, how: IpRedaction) -> String {
@@ -412,9 +564,9 @@ pub(crate) async fn edge(State(edge): State<Edge>, req: Request, next: Next) -> 
         );
         r
     } else {
-        match tokio::time::timeout(edge.request_timeout, next.run(req)).await {
-            Ok(r) => r,
-            Err(_) => (StatusCode::GATEWAY_TIMEOUT, "request timed out\n").into_response(),
+        match edge.request_timeout {
+            Some(limit) => deadline(State(limit), req, next).await,
+            None => next.run(req).await,
         }
     };
     let status = resp.status().as_u16();
@@ -508,6 +660,142 @@ mod tests {
         assert!(l.check(ip) && l.check(ip) && l.check(ip));
         assert!(!l.check(ip));
         assert!(l.check(IpAddr::from([10, 0, 0, 2])));
+    }
+
+    /// An error or a panic in a streaming job reaches the client as an error: returned before
+    /// the first chunk (the handler answers with an error status), an aborted body after it;
+    /// never a clean end of a truncated body.
+    #[tokio::test]
+    async fn stream_errors_and_panics_are_never_a_clean_end() {
+        use http_body_util::BodyExt;
+        let t = tempfile::tempdir().expect("tmp");
+        let bs = Blockstore::open(t.path()).expect("open");
+        let st = AppState::new(bs, &ContentConfig::default());
+        let big = vec![7u8; BODY_CHUNK + 1];
+
+        let early = st
+            .stream(|_, _| Err(Error::Malformed("early".to_owned())))
+            .await;
+        assert!(matches!(early, Err(Error::Malformed(_))));
+        let early_panic = st.stream(|_, _| panic!("boom before any byte")).await;
+        match early_panic {
+            Err(Error::Task(m)) => assert!(m.contains("boom before any byte"), "{m}"),
+            other => panic!(
+                "expected the panic as an error, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+
+        let b = big.clone();
+        let late = st
+            .stream(move |_, w| {
+                w.write_all(&b)?;
+                Err(Error::Malformed("late".to_owned()))
+            })
+            .await
+            .expect("first chunk went out");
+        assert!(
+            late.collect().await.is_err(),
+            "an error after the first chunk aborts"
+        );
+        let b = big.clone();
+        let late_panic = st
+            .stream(move |_, w| {
+                w.write_all(&b)?;
+                panic!("boom mid-stream")
+            })
+            .await
+            .expect("first chunk went out");
+        assert!(
+            late_panic.collect().await.is_err(),
+            "a panic mid-stream aborts"
+        );
+
+        let b = big.clone();
+        let ok = st
+            .stream(move |_, w| w.write_all(&b).map_err(Error::from))
+            .await
+            .expect("body");
+        assert_eq!(ok.collect().await.expect("complete").to_bytes(), big);
+    }
+
+    #[test]
+    fn pace_allows_pauses_but_not_trickles() {
+        let ms = Duration::from_millis;
+        let mut p = Pace::new(1000, ms(1000));
+        assert_eq!(
+            p.credit,
+            ms(1000),
+            "a new upload may pause for the whole window"
+        );
+        // One byte every 100 ms: 99 ms of credit lost per byte, gone after ten.
+        for _ in 0..10 {
+            p.record(ms(100), 1);
+        }
+        assert_eq!(p.credit, ms(10));
+        let e = p.too_slow(p.credit).to_string();
+        assert!(
+            e.contains("too slow: 10 bytes in 1.0s") && e.contains("1000 bytes/s"),
+            "{e}"
+        );
+        // A fast stretch refills the credit only up to the window: it banks no trickle time.
+        p.record(ms(1), 10_000_000);
+        assert_eq!(p.credit, ms(1000));
+        assert!(
+            p.too_slow(ms(1000))
+                .to_string()
+                .contains("stalled: nothing received for 1s")
+        );
+        // Keeping up with the rate keeps the credit.
+        let mut p = Pace::new(1000, ms(1000));
+        for _ in 0..100 {
+            p.record(ms(100), 100);
+        }
+        assert_eq!(p.credit, ms(1000));
+        // Without a minimum rate any byte restores the whole window (an idle timeout only).
+        let mut p = Pace::new(0, ms(1000));
+        p.record(ms(900), 1);
+        assert_eq!(p.credit, ms(1000));
+    }
+
+    #[test]
+    fn rate_limiter_counts_an_ipv6_slash_64_as_one_client() {
+        let l = RateLimiter::new(RateLimitConfig {
+            requests_per_second: 1,
+            burst: 2,
+            max_tracked_clients: 10,
+        });
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:ffff:1234:5678:9abc".parse().expect("ip");
+        assert!(l.check(a) && l.check(b));
+        assert!(
+            !l.check("2001:db8:1:2::77".parse().expect("ip")),
+            "same /64"
+        );
+        assert!(
+            l.check("2001:db8:1:3::1".parse().expect("ip")),
+            "another /64"
+        );
+        // An IPv4-mapped address is its IPv4 client.
+        assert!(l.check(IpAddr::from([192, 0, 2, 1])) && l.check(IpAddr::from([192, 0, 2, 1])));
+        assert!(!l.check("::ffff:192.0.2.1".parse().expect("ip")));
+    }
+
+    #[test]
+    fn a_full_rate_limiter_table_still_limits_every_client() {
+        let l = RateLimiter::new(RateLimitConfig {
+            requests_per_second: 1,
+            burst: 1,
+            max_tracked_clients: 2,
+        });
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        assert!(l.check(ip(1)) && l.check(ip(2)));
+        // The table is full of active clients; a third is tracked (and limited) all the same.
+        for n in 3..50 {
+            assert!(l.check(ip(n)), "client {n}'s first request");
+            assert!(!l.check(ip(n)), "client {n} got past a full table");
+        }
+        assert!(l.buckets.lock().expect("map").len() <= 2);
     }
 
     #[test]

@@ -137,6 +137,129 @@ impl ImportOptions {
     }
 }
 
+/// Most links per file node accepted from `--max-file-links`: a node of 8192 links to CIDv1
+/// leaves, with their sizes, stays under 512 KiB, well inside the 2 MiB block limit.
+pub const MAX_FILE_LINKS: usize = 8192;
+
+/// The `ipfs add` options that shape the DAG, as a user gave them: on the command line
+/// (`keel content add --cid-version 1 …`) or in the Kubo RPC query (`/api/v0/add?cid-version=1`).
+/// `None` (or `false`) means "not given". [`AddFlags::import_options`] is the one place where
+/// they become [`ImportOptions`], so the CLI and the RPC give the same CID for the same flags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddFlags {
+    /// `--profile`: a named CID profile (IPIP-499), applied as Kubo applies a config profile:
+    /// it sets every import option explicitly, and the flags below override it one by one.
+    pub profile: Option<String>,
+    /// `--cid-version` (0 or 1).
+    pub cid_version: Option<u64>,
+    /// `--raw-leaves`.
+    pub raw_leaves: Option<bool>,
+    /// `--chunker` (`size-N`); an empty string means the default, as in Kubo.
+    pub chunker: Option<String>,
+    /// `--max-file-links`: most links per file node.
+    pub max_file_links: Option<u64>,
+    /// `--hash`: only `sha2-256` is supported.
+    pub hash: Option<String>,
+    /// `--trickle`: the trickle layout (not supported).
+    pub trickle: bool,
+    /// `--inline`: identity CIDs for small blocks (not supported).
+    pub inline: bool,
+    /// `--nocopy`: the filestore (not supported).
+    pub nocopy: bool,
+    /// `--preserve-mode`, `--preserve-mtime`, `--mode` or `--mtime`: UnixFS metadata (not
+    /// supported); the name of the first one given.
+    pub metadata: Option<&'static str>,
+    /// `--max-directory-links` (only 0, no limit, is supported).
+    pub max_directory_links: Option<u64>,
+    /// `--max-hamt-fanout` (only 256 is supported).
+    pub max_hamt_fanout: Option<u64>,
+}
+
+impl AddFlags {
+    /// The import options these flags select, merged exactly as Kubo merges `ipfs add` flags
+    /// with its `Import.*` config: start from the profile (or Kubo's defaults), let each given
+    /// flag override its option, and let CIDv1 imply raw leaves only when neither a flag nor
+    /// the profile says otherwise (`--profile unixfs-v0-2015 --cid-version 1` keeps dag-pb
+    /// leaves, as in Kubo with that profile applied). Flags that would change the CID in a way
+    /// keel does not implement are refused, never ignored.
+    pub fn import_options(&self) -> Result<ImportOptions, Error> {
+        let refuse = |what: String| Err(Error::InvalidOptions(what));
+        if self.trickle {
+            return refuse(
+                "the trickle layout (--trickle) is not supported; use the default balanced layout"
+                    .to_owned(),
+            );
+        }
+        if self.inline {
+            return refuse(
+                "inlining small blocks into identity CIDs (--inline) is not supported".to_owned(),
+            );
+        }
+        if self.nocopy {
+            return refuse("the filestore (--nocopy) is not supported; blocks are always copied into the store".to_owned());
+        }
+        if let Some(flag) = self.metadata {
+            return refuse(format!(
+                "UnixFS mode and mtime metadata (--{flag}) are not supported"
+            ));
+        }
+        if let Some(h) = &self.hash
+            && !h.eq_ignore_ascii_case("sha2-256")
+        {
+            return refuse(format!(
+                "hash function `{h}` is not supported; keel hashes with sha2-256 only"
+            ));
+        }
+        if let Some(n) = self.max_directory_links
+            && n != 0
+        {
+            return refuse(format!(
+                "--max-directory-links {n} is not supported; directories become HAMT shards by size only (0)"
+            ));
+        }
+        if let Some(n) = self.max_hamt_fanout
+            && n != 256
+        {
+            return refuse(format!(
+                "--max-hamt-fanout {n} is not supported; HAMT shards have 256 slots"
+            ));
+        }
+        let (mut o, profile_sets_raw_leaves) = match &self.profile {
+            Some(p) => (ImportOptions::profile(p)?, true),
+            None => (ImportOptions::default(), false),
+        };
+        if let Some(v) = self.cid_version {
+            o.cid_version = match v {
+                0 => cid::Version::V0,
+                1 => cid::Version::V1,
+                _ => return refuse(format!("CID version {v} does not exist; use 0 or 1")),
+            };
+        }
+        match self.raw_leaves {
+            Some(r) => o.raw_leaves = r,
+            None if !profile_sets_raw_leaves && o.cid_version == cid::Version::V1 => {
+                o.raw_leaves = true;
+            }
+            None => {}
+        }
+        if let Some(c) = self.chunker.as_deref().filter(|c| !c.is_empty()) {
+            o.set_chunker(c)?;
+        }
+        if let Some(n) = self.max_file_links {
+            o.max_links = usize::try_from(n)
+                .ok()
+                .filter(|n| (2..=MAX_FILE_LINKS).contains(n))
+                .ok_or_else(|| {
+                    Error::InvalidOptions(format!(
+                        "--max-file-links {n} is out of range 2..={MAX_FILE_LINKS}"
+                    ))
+                })?;
+        }
+        o.validate()?;
+        Ok(o)
+    }
+}
+
 /// Where imported blocks go. `put` is called from several threads at once.
 pub trait BlockSink: Sync {
     /// Stores one block whose CID was computed from `data`.
@@ -941,6 +1064,158 @@ mod tests {
                 .map(|p| p.max_links)
                 .ok(),
             Some(1024)
+        );
+    }
+
+    #[test]
+    fn add_flags_merge_as_kubo_does() {
+        let opts = |f: AddFlags| f.import_options();
+        let profile = |p: &str| Some(p.to_owned());
+        // No profile: CIDv1 implies raw leaves unless --raw-leaves says otherwise.
+        let o = opts(AddFlags {
+            cid_version: Some(1),
+            ..AddFlags::default()
+        })
+        .expect("v1");
+        assert_eq!((o.cid_version, o.raw_leaves), (cid::Version::V1, true));
+        let o = opts(AddFlags {
+            cid_version: Some(1),
+            raw_leaves: Some(false),
+            ..AddFlags::default()
+        })
+        .expect("v1 dag-pb leaves");
+        assert_eq!((o.cid_version, o.raw_leaves), (cid::Version::V1, false));
+        // A profile sets raw leaves explicitly: the CID version alone does not change them.
+        let o = opts(AddFlags {
+            profile: profile("unixfs-v1-2025"),
+            cid_version: Some(0),
+            ..AddFlags::default()
+        })
+        .expect("v1 profile, CIDv0");
+        assert_eq!(
+            (o.cid_version, o.raw_leaves, o.chunk_size, o.max_links),
+            (cid::Version::V0, true, 1 << 20, 1024)
+        );
+        let o = opts(AddFlags {
+            profile: profile("unixfs-v0-2015"),
+            cid_version: Some(1),
+            ..AddFlags::default()
+        })
+        .expect("v0 profile, CIDv1");
+        assert_eq!((o.cid_version, o.raw_leaves), (cid::Version::V1, false));
+        let o = opts(AddFlags {
+            profile: profile("unixfs-v1-2025"),
+            chunker: Some("size-1000".to_owned()),
+            max_file_links: Some(3),
+            hash: Some("SHA2-256".to_owned()),
+            ..AddFlags::default()
+        })
+        .expect("overrides");
+        assert_eq!((o.chunk_size, o.max_links), (1000, 3));
+        assert_eq!(
+            opts(AddFlags {
+                chunker: Some(String::new()),
+                ..AddFlags::default()
+            })
+            .expect("empty chunker = default"),
+            ImportOptions::default()
+        );
+        for (bad, needle) in [
+            (
+                AddFlags {
+                    cid_version: Some(2),
+                    ..AddFlags::default()
+                },
+                "CID version 2",
+            ),
+            (
+                AddFlags {
+                    hash: Some("blake3".to_owned()),
+                    ..AddFlags::default()
+                },
+                "blake3",
+            ),
+            (
+                AddFlags {
+                    trickle: true,
+                    ..AddFlags::default()
+                },
+                "--trickle",
+            ),
+            (
+                AddFlags {
+                    inline: true,
+                    ..AddFlags::default()
+                },
+                "--inline",
+            ),
+            (
+                AddFlags {
+                    nocopy: true,
+                    ..AddFlags::default()
+                },
+                "--nocopy",
+            ),
+            (
+                AddFlags {
+                    metadata: Some("mtime"),
+                    ..AddFlags::default()
+                },
+                "--mtime",
+            ),
+            (
+                AddFlags {
+                    max_file_links: Some(1),
+                    ..AddFlags::default()
+                },
+                "--max-file-links 1",
+            ),
+            (
+                AddFlags {
+                    max_file_links: Some(100_000),
+                    ..AddFlags::default()
+                },
+                "--max-file-links 100000",
+            ),
+            (
+                AddFlags {
+                    max_directory_links: Some(5),
+                    ..AddFlags::default()
+                },
+                "--max-directory-links 5",
+            ),
+            (
+                AddFlags {
+                    max_hamt_fanout: Some(64),
+                    ..AddFlags::default()
+                },
+                "--max-hamt-fanout 64",
+            ),
+            (
+                AddFlags {
+                    profile: profile("nope"),
+                    ..AddFlags::default()
+                },
+                "unknown profile `nope`",
+            ),
+            (
+                AddFlags {
+                    chunker: Some("rabin".to_owned()),
+                    ..AddFlags::default()
+                },
+                "chunker `rabin`",
+            ),
+        ] {
+            let e = opts(bad.clone()).expect_err("refused");
+            assert!(e.to_string().contains(needle), "{bad:?}: {e}");
+        }
+        assert!(
+            opts(AddFlags {
+                max_directory_links: Some(0),
+                max_hamt_fanout: Some(256),
+                ..AddFlags::default()
+            })
+            .is_ok()
         );
     }
 

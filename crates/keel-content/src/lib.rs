@@ -9,7 +9,8 @@
 //!   verifies bytes against them.
 //! - [`store::Blockstore`] keeps blocks as files under the data directory, written atomically
 //!   (temp, fsync, rename) and verified on every read; it also keeps local pins.
-//! - [`unixfs`] reads DAGs back: path resolution, `cat` with ranges, `ls`, `get` to disk.
+//! - [`unixfs`] reads DAGs back: path resolution, `cat` with ranges, `ls`, `get` to disk;
+//!   hostile DAGs (duplicate names, HAMT bombs, escaping symlinks) are refused, never followed.
 //! - [`car`] streams CAR v1 archives in and out, verifying every imported block.
 //! - [`gc`] removes the blocks no pin keeps, never while a write is unfinished.
 //! - [`gateway`] is the trustless HTTP gateway (`/ipfs/{cid}`), [`rpc`] the Kubo RPC subset,
@@ -38,6 +39,6 @@ pub mod unixfs;
 
 pub use cid;
 pub use error::Error;
-pub use importer::{ImportOptions, cid_of_file};
+pub use importer::{AddFlags, ImportOptions, cid_of_file};
 pub use service::{ContentService, LocalAddrs, gateway_router, rpc_router};
 pub use store::{Blockstore, WriteSession};

@@ -14,7 +14,7 @@ use crate::block::parse_cid_path;
 use crate::car::{self, CarImport};
 use crate::importer::{AddedEntry, BlockSink, ImportOptions, Imported, NullSink, import_path};
 use crate::store::{Blockstore, PinKind};
-use crate::unixfs::{self, DirEntry, Node};
+use crate::unixfs::{self, DirEntry, ListLimits, Node};
 
 /// Adds a file or (with `recursive`) a directory. With `store = None` only hashes
 /// (`--only-hash`). The root is pinned recursively when stored, as `ipfs add` does.
@@ -65,8 +65,14 @@ pub fn cat(bs: &Blockstore, arg: &str, out: &mut dyn Write) -> Result<u64, Error
     Ok(n)
 }
 
-/// Writes the file or tree at `CID[/path]` to `out` (which must not exist yet).
+/// Writes the file or tree at `CID[/path]` to `out` (which must not exist yet), within the
+/// default [`ListLimits`]. See [`unixfs::get_with`] for what is refused.
 pub fn get(bs: &Blockstore, arg: &str, out: &Path) -> Result<(), Error> {
+    get_with(bs, arg, out, &ListLimits::default())
+}
+
+/// [`get`] within `limits`.
+pub fn get_with(bs: &Blockstore, arg: &str, out: &Path, limits: &ListLimits) -> Result<(), Error> {
     if fs::symlink_metadata(out).is_ok() {
         return Err(Error::InvalidArgument {
             input: out.display().to_string(),
@@ -74,13 +80,18 @@ pub fn get(bs: &Blockstore, arg: &str, out: &Path) -> Result<(), Error> {
         });
     }
     let node = resolve(bs, arg)?;
-    unixfs::get(bs, &node, out)
+    unixfs::get_with(bs, &node, out, limits)
 }
 
-/// Lists the directory at `CID[/path]`.
+/// Lists the directory at `CID[/path]` within the default [`ListLimits`].
 pub fn ls(bs: &Blockstore, arg: &str) -> Result<Vec<DirEntry>, Error> {
+    ls_with(bs, arg, &ListLimits::default())
+}
+
+/// [`ls`] within `limits`.
+pub fn ls_with(bs: &Blockstore, arg: &str, limits: &ListLimits) -> Result<Vec<DirEntry>, Error> {
     let node = resolve(bs, arg)?;
-    unixfs::ls(bs, &node)
+    unixfs::ls_with(bs, &node, limits)
 }
 
 /// Exports the DAG at `CID[/path]` to a CAR file, written atomically.

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::multipart::MultipartError;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Multipart, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::Next;
@@ -28,27 +29,34 @@ use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::Error;
-use crate::block::{DAG_PB, RAW, cid_for, parse_cid};
-use crate::http::{AppState, Query, percent_decode};
+use crate::block::{DAG_PB, MAX_BLOCK_SIZE, RAW, cid_for, parse_cid};
+use crate::http::{AppState, Pace, Query, percent_decode};
 use crate::importer::{
-    BlockSink, DirChild, ImportOptions, Imported, NullSink, build_directory, import_reader,
+    AddFlags, BlockSink, DirChild, ImportOptions, Imported, NullSink, build_directory,
+    import_reader,
 };
 use crate::store::PinKind;
 use crate::unixfs::{self, EntryKind};
 
 /// Builds the RPC router. `token`, when set, is required as `Authorization: Bearer …`.
+///
+/// Every route but the uploads answers within `request_timeout` (504 otherwise). Uploads
+/// (`add`, `block/put`, `dag/import`) read their whole body before they can answer (`add`
+/// streams its answer meanwhile), so a deadline for their headers would cut any large upload:
+/// they are bounded by their pace instead ([`crate::http::Pace`]).
 pub(crate) fn router(state: AppState, token: Option<Secret>) -> Router {
     let limit = usize::try_from(state.max_upload).unwrap_or(usize::MAX);
-    let r = Router::new()
+    let uploads = Router::new()
         .route("/api/v0/add", post(add))
+        .route("/api/v0/block/put", post(block_put))
+        .route("/api/v0/dag/import", post(dag_import));
+    let others = Router::new()
         .route("/api/v0/cat", post(cat))
         .route("/api/v0/get", post(get))
         .route("/api/v0/ls", post(ls))
         .route("/api/v0/block/get", post(block_get))
-        .route("/api/v0/block/put", post(block_put))
         .route("/api/v0/block/stat", post(block_stat))
         .route("/api/v0/dag/export", post(dag_export))
-        .route("/api/v0/dag/import", post(dag_import))
         .route("/api/v0/pin/add", post(pin_add))
         .route("/api/v0/pin/rm", post(pin_rm))
         .route("/api/v0/pin/ls", post(pin_ls))
@@ -56,6 +64,12 @@ pub(crate) fn router(state: AppState, token: Option<Secret>) -> Router {
         .route("/api/v0/repo/gc", post(repo_gc))
         .route("/api/v0/id", post(id))
         .route("/api/v0/version", post(version))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.request_timeout,
+            crate::http::deadline,
+        ));
+    let r = uploads
+        .merge(others)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state);
     match token {
@@ -100,13 +114,17 @@ fn err(e: &Error) -> Response {
         Error::InvalidArgument { .. }
         | Error::InvalidOptions(_)
         | Error::UnsafePath(_)
+        | Error::UnsafeEntry { .. }
         | Error::Unsupported { .. }
         | Error::Mismatch { .. }
         | Error::Car(_) => StatusCode::BAD_REQUEST,
+        Error::UploadTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
         Error::NotFound(_) | Error::NoSuchPath { .. } => StatusCode::NOT_FOUND,
-        Error::Corrupt { .. } | Error::WrongKind { .. } | Error::Malformed(_) => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        Error::Corrupt { .. }
+        | Error::WrongKind { .. }
+        | Error::Malformed(_)
+        | Error::BadDirectory { .. }
+        | Error::ListingAborted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         other => {
             tracing::warn!(error = %other, "rpc request failed");
             return kubo_error(
@@ -166,41 +184,51 @@ impl<S: Send + Sync> FromRequestParts<S> for KuboArg {
     }
 }
 
-fn import_options(q: &Query) -> Result<ImportOptions, Error> {
-    let mut o = match q.get("profile") {
-        Some(p) => ImportOptions::profile(p)?,
-        None => ImportOptions::default(),
+/// The DAG-shaping `add` options of the query, as given (see [`AddFlags`]).
+fn add_flags(q: &Query) -> Result<AddFlags, Error> {
+    let number = |key: &str| -> Result<Option<u64>, Error> {
+        q.get(key)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| Error::InvalidArgument {
+                    input: format!("{key}={v}"),
+                    reason: "expected a non-negative integer".to_owned(),
+                })
+            })
+            .transpose()
     };
-    if let Some(v) = q.get("cid-version") {
-        match v {
-            "0" => o.cid_version = cid::Version::V0,
-            "1" => {
-                o.cid_version = cid::Version::V1;
-                o.raw_leaves = true;
-            }
-            _ => {
-                return Err(Error::InvalidOptions(format!("cid-version {v} (0 or 1)")));
-            }
+    let given = |key: &str| -> Result<Option<bool>, Error> {
+        q.get(key).map(|_| q.flag(key, false)).transpose()
+    };
+    let mut metadata = None;
+    for key in [
+        "preserve-mode",
+        "preserve-mtime",
+        "mode",
+        "mtime",
+        "mtime-nsecs",
+    ] {
+        let set = match key {
+            "preserve-mode" | "preserve-mtime" => given(key)?.unwrap_or(false),
+            _ => number(key)?.is_some_and(|n| n != 0),
+        };
+        if set && metadata.is_none() {
+            metadata = Some(key);
         }
     }
-    if q.get("raw-leaves").is_some() {
-        o.raw_leaves = q.flag("raw-leaves", false)?;
-    }
-    if let Some(c) = q.get("chunker") {
-        o.set_chunker(c)?;
-    }
-    if q.get("trickle").is_some() && q.flag("trickle", false)? {
-        return Err(Error::InvalidOptions(
-            "the trickle layout is not supported".to_owned(),
-        ));
-    }
-    if q.get("hash").is_some_and(|h| h != "sha2-256") {
-        return Err(Error::InvalidOptions(
-            "only sha2-256 is supported".to_owned(),
-        ));
-    }
-    o.validate()?;
-    Ok(o)
+    Ok(AddFlags {
+        profile: q.get("profile").map(str::to_owned),
+        cid_version: number("cid-version")?,
+        raw_leaves: given("raw-leaves")?,
+        chunker: q.get("chunker").map(str::to_owned),
+        max_file_links: number("max-file-links")?,
+        hash: q.get("hash").map(str::to_owned),
+        trickle: given("trickle")?.unwrap_or(false),
+        inline: given("inline")?.unwrap_or(false),
+        nocopy: given("nocopy")?.unwrap_or(false),
+        metadata,
+        max_directory_links: number("max-directory-links")?,
+        max_hamt_fanout: number("max-hamt-fanout")?,
+    })
 }
 
 /// A path inside an upload: `/`-separated, every segment safe.
@@ -224,16 +252,40 @@ fn clean_upload_path(raw: &str) -> Result<Vec<String>, Error> {
 
 type Lines = mpsc::Sender<serde_json::Value>;
 
+fn chunk_len(c: &Result<Option<Bytes>, MultipartError>) -> u64 {
+    match c {
+        Ok(Some(b)) => b.len() as u64,
+        _ => 0,
+    }
+}
+
+fn bad_multipart(e: &MultipartError) -> Error {
+    Error::InvalidArgument {
+        input: "multipart body".to_owned(),
+        reason: e.body_text(),
+    }
+}
+
+/// The next part of an upload, within its pace.
+async fn next_part<'a>(
+    pace: &mut Pace,
+    mp: &'a mut Multipart,
+) -> Result<Option<axum::extract::multipart::Field<'a>>, Error> {
+    pace.step(mp.next_field(), |_| 0)
+        .await?
+        .map_err(|e| bad_multipart(&e))
+}
+
 /// Sends one multipart part's bytes into `to` (read by an importer on the blocking pool). A
 /// malformed body or a stalled upload ends the stream with an error, so the importer stops
 /// too, and is returned.
 async fn feed_part(
-    st: &AppState,
+    pace: &mut Pace,
     mut field: axum::extract::multipart::Field<'_>,
     to: mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) -> Result<(), Error> {
     loop {
-        let failed = match st.upload_step(field.chunk()).await {
+        let failed = match pace.step(field.chunk(), chunk_len).await {
             Ok(Ok(Some(c))) => {
                 if to.send(Ok(c)).await.is_err() {
                     return Ok(()); // The importer stopped; it reports why.
@@ -241,10 +293,7 @@ async fn feed_part(
                 continue;
             }
             Ok(Ok(None)) => return Ok(()),
-            Ok(Err(e)) => Error::InvalidArgument {
-                input: "multipart body".to_owned(),
-                reason: e.body_text(),
-            },
+            Ok(Err(e)) => bad_multipart(&e),
             Err(stalled) => stalled,
         };
         let _ = to
@@ -255,7 +304,7 @@ async fn feed_part(
 }
 
 async fn add(State(st): State<AppState>, KuboQuery(q): KuboQuery, mp: Multipart) -> Response {
-    let opts = match import_options(&q) {
+    let opts = match add_flags(&q).and_then(|f| f.import_options()) {
         Ok(o) => o,
         Err(e) => return err(&e),
     };
@@ -273,11 +322,9 @@ async fn add(State(st): State<AppState>, KuboQuery(q): KuboQuery, mp: Multipart)
     };
     // Each upload runs in its own task (the response streams while the body is read); the
     // number of such tasks is bounded.
-    let Ok(permit) = st.uploads.clone().try_acquire_owned() else {
-        return kubo_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many uploads in progress; retry later",
-        );
+    let permit = match upload_slot(&st) {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let (tx, mut rx) = mpsc::channel::<serde_json::Value>(16);
     tokio::spawn(async move {
@@ -321,16 +368,13 @@ async fn add_parts(
     } else {
         Some(st.write_session().await?)
     };
-    let bad_mp = |e: axum::extract::multipart::MultipartError| Error::InvalidArgument {
-        input: "multipart body".to_owned(),
-        reason: e.body_text(),
-    };
+    let mut pace = st.pace();
     // Imported entries by path; directories collected to be built at the end.
     let mut files: BTreeMap<Vec<String>, Imported> = BTreeMap::new();
     let mut dirs: BTreeSet<Vec<String>> = BTreeSet::new();
     let mut bytes = 0u64;
     let mut last: Option<(String, Imported)> = None;
-    while let Some(field) = st.upload_step(mp.next_field()).await?.map_err(bad_mp)? {
+    while let Some(field) = next_part(&mut pace, &mut mp).await? {
         let is_dir = field
             .content_type()
             .is_some_and(|c| c == "application/x-directory");
@@ -355,7 +399,7 @@ async fn add_parts(
             let sink: &dyn BlockSink = if only_hash { &NullSink } else { bs };
             import_reader(reader, &o, sink, &|_| {})
         });
-        let (fed, imported) = tokio::join!(feed_part(st, field, btx), job);
+        let (fed, imported) = tokio::join!(feed_part(&mut pace, field, btx), job);
         fed?;
         let imported = imported?;
         bytes += imported.file_size;
@@ -481,8 +525,9 @@ async fn get(State(st): State<AppState>, KuboArg(_, a): KuboArg) -> Response {
         Ok(n) => n,
         Err(e) => return err(&e),
     };
+    let limits = st.list_limits;
     match st
-        .stream(move |bs, w| crate::tar::write_tar(bs, &node, &name, w))
+        .stream(move |bs, w| crate::tar::write_tar(bs, &node, &name, &limits, w))
         .await
     {
         Ok(b) => {
@@ -508,7 +553,11 @@ fn unixfs_type(k: EntryKind) -> u8 {
 
 async fn ls(State(st): State<AppState>, KuboArg(_, a): KuboArg) -> Response {
     let hash = a.clone();
-    match st.blocking(move |bs| crate::ops::ls(bs, &a)).await {
+    let limits = st.list_limits;
+    match st
+        .blocking(move |bs| crate::ops::ls_with(bs, &a, &limits))
+        .await
+    {
         Ok(entries) => {
             let links: Vec<_> = entries
                 .iter()
@@ -559,6 +608,44 @@ async fn block_stat(State(st): State<AppState>, KuboArg(_, a): KuboArg) -> Respo
     }
 }
 
+/// The upload slot of one RPC upload, or the 503 answer when all are taken.
+fn upload_slot(st: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    st.uploads.clone().try_acquire_owned().map_err(|_| {
+        kubo_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many uploads in progress (`max_concurrent_uploads`); retry later",
+        )
+    })
+}
+
+/// Reads one `block/put` part, refusing it as soon as it passes [`MAX_BLOCK_SIZE`] rather
+/// than after buffering all of it.
+async fn read_block(
+    pace: &mut Pace,
+    mut field: axum::extract::multipart::Field<'_>,
+    part: usize,
+) -> Result<Vec<u8>, Response> {
+    let mut data = Vec::new();
+    loop {
+        match pace.step(field.chunk(), chunk_len).await {
+            Ok(Ok(Some(c))) => {
+                if data.len() + c.len() > MAX_BLOCK_SIZE {
+                    return Err(kubo_error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!(
+                            "block in part {part} exceeds {MAX_BLOCK_SIZE} bytes (2 MiB), the largest block keel stores"
+                        ),
+                    ));
+                }
+                data.extend_from_slice(&c);
+            }
+            Ok(Ok(None)) => return Ok(data),
+            Ok(Err(e)) => return Err(err(&bad_multipart(&e))),
+            Err(e) => return Err(err(&e)),
+        }
+    }
+}
+
 async fn block_put(
     State(st): State<AppState>,
     KuboQuery(q): KuboQuery,
@@ -585,39 +672,28 @@ async fn block_put(
         Ok(p) => p,
         Err(e) => return err(&e),
     };
+    let _slot = match upload_slot(&st) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let _session = match st.write_session().await {
         Ok(s) => s,
         Err(e) => return err(&e),
     };
+    let mut pace = st.pace();
     let mut out = String::new();
+    let mut part = 0;
     loop {
-        let next = match st.upload_step(mp.next_field()).await {
-            Ok(n) => n,
-            Err(e) => return err(&e),
-        };
-        let field = match next {
+        let field = match next_part(&mut pace, &mut mp).await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => {
-                return kubo_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("malformed multipart body: {}", e.body_text()),
-                );
-            }
-        };
-        let data = match st.upload_step(field.bytes()).await {
-            Ok(Ok(d)) => d,
-            Ok(Err(e)) => {
-                return kubo_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("malformed multipart body: {}", e.body_text()),
-                );
-            }
             Err(e) => return err(&e),
         };
-        if data.len() > crate::block::MAX_BLOCK_SIZE {
-            return kubo_error(StatusCode::BAD_REQUEST, "block exceeds 2 MiB");
-        }
+        part += 1;
+        let data = match read_block(&mut pace, field, part).await {
+            Ok(d) => d,
+            Err(r) => return r,
+        };
         if codec == DAG_PB
             && let Err(e) = crate::pb::decode_node(&data)
         {
@@ -673,32 +749,28 @@ async fn dag_import(
         Ok(p) => p,
         Err(e) => return err(&e),
     };
+    let _slot = match upload_slot(&st) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     let _session = match st.write_session().await {
         Ok(s) => s,
         Err(e) => return err(&e),
     };
+    let mut pace = st.pace();
     let mut out = String::new();
     loop {
-        let next = match st.upload_step(mp.next_field()).await {
-            Ok(n) => n,
-            Err(e) => return err(&e),
-        };
-        let field = match next {
+        let field = match next_part(&mut pace, &mut mp).await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => {
-                return kubo_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("malformed multipart body: {}", e.body_text()),
-                );
-            }
+            Err(e) => return err(&e),
         };
         let (btx, mut brx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
         let reader = SyncIoBridge::new(StreamReader::new(futures::stream::poll_fn(move |cx| {
             brx.poll_recv(cx)
         })));
         let job = st.blocking(move |bs| crate::car::import(bs, std::io::BufReader::new(reader)));
-        let (fed, imported) = tokio::join!(feed_part(&st, field, btx), job);
+        let (fed, imported) = tokio::join!(feed_part(&mut pace, field, btx), job);
         if let Err(e) = fed {
             return err(&e);
         }

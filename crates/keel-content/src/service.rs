@@ -48,7 +48,7 @@ pub fn gateway_router(cfg: &ContentConfig, store: Blockstore) -> Router {
                 .clone()
                 .map(|r| Arc::new(RateLimiter::new(r))),
             access_log: Some(cfg.access_log.clone()),
-            request_timeout: cfg.request_timeout,
+            request_timeout: Some(cfg.request_timeout),
         },
         edge,
     ))
@@ -72,7 +72,8 @@ pub fn rpc_router(cfg: &ContentConfig, store: Blockstore) -> Result<Router, Erro
                 metrics: store.metrics().clone(),
                 limiter: None,
                 access_log: None,
-                request_timeout: cfg.request_timeout,
+                // Applied per route: uploads are bounded by their pace instead.
+                request_timeout: None,
             },
             edge,
         )),
@@ -86,7 +87,9 @@ async fn listen(addr: SocketAddr) -> Result<TcpListener, Error> {
 }
 
 impl ContentService {
-    /// Opens the store under `data_dir` and binds the enabled listeners.
+    /// Opens the store of the data directory `data_dir` (blocks under `<data_dir>/content`,
+    /// the same store `keel content … --data-dir <data_dir>` uses) and binds the enabled
+    /// listeners.
     pub async fn bind(cfg: &ContentConfig, data_dir: &Path) -> Result<Self, Error> {
         Self::bind_with_metrics(cfg, data_dir, Arc::new(Metrics::default())).await
     }

@@ -4,20 +4,25 @@
 //!
 //! ```text
 //! <data-dir>/content/blocks/<XY>/<MULTIHASH-BASE32>.data   block bytes
-//! <data-dir>/content/tmp/                                  temp files, emptied on open
+//! <data-dir>/content/tmp/<instance>/                       temp files of one open store
 //! <data-dir>/content/pins/<CIDv1>                          "recursive" or "direct"
 //! ```
 //!
 //! Blocks are keyed by multihash, so a CIDv0 and its CIDv1 share one file. Writes go to a temp
 //! file, are fsynced and renamed into place; a crash leaves either the whole block or nothing.
 //! Every read re-hashes the bytes and fails with [`Error::Corrupt`] if they no longer match.
+//!
+//! Each open store (each process: `keel up`, every `keel content …` command) writes its temp
+//! files in a directory of its own under `tmp/`, which it holds an `flock` on while it is open
+//! and removes when closed. Opening the store removes only the temp directories nobody holds
+//! (left by a process that crashed), never those of a store open in another process.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use cid::Cid;
 use cid::multibase::{self, Base};
@@ -98,21 +103,155 @@ pub struct Blockstore {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     root: PathBuf,
     blocks: PathBuf,
+    /// This store's own temp directory, `tmp/<instance>`.
     tmp: PathBuf,
+    /// `tmp/lock`, `flock`ed exclusively while the store is open: other processes'
+    /// [`Blockstore::open`] leave the directory alone.
+    _tmp_lock: fs::File,
     pins: PathBuf,
     counter: AtomicU64,
-    /// Shard directories that received renames not yet made durable by a directory fsync.
+    /// Shard directories that received (or already held) blocks not yet made durable by a
+    /// directory fsync of this store.
     dirty: Mutex<HashSet<PathBuf>>,
+    /// Held for a whole [`Blockstore::sync`], so that a sync returns only once every
+    /// directory dirty at its start is fsynced, also those another thread's sync took.
+    sync_lock: Mutex<()>,
     metrics: Arc<Metrics>,
+    /// Called before each directory fsync (tests inject failures and pauses).
+    #[cfg(test)]
+    fsync_hook: Mutex<Option<FsyncHook>>,
+}
+
+#[cfg(test)]
+type FsyncHook = Arc<dyn Fn(&Path) -> std::io::Result<()> + Send + Sync>;
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Blockstore")
+            .field("root", &self.root)
+            .field("tmp", &self.tmp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Still holding the lock: nobody else removes or uses the directory meanwhile.
+        if let Err(e) = fs::remove_dir_all(&self.tmp)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %self.tmp.display(), error = %e, "could not remove the store's temp directory; the next open removes it");
+        }
+    }
+}
+
+/// The file in each store's temp directory that the store holds an `flock` on while open (a
+/// file, not the directory: NFS emulates `flock` with write locks, which need a writable file).
+const TEMP_LOCK: &str = "lock";
+
+/// How old a temp directory without a lock file must be before it is taken for the leftover of
+/// a store that crashed while creating it (younger, it may be a store being opened right now).
+const UNLOCKED_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes what under `tmp` belongs to no open store: temp directories whose lock nobody
+/// holds (their store's process is gone), and loose temp files of keel versions that wrote
+/// them directly into `tmp`.
+fn remove_stale_temp(tmp: &Path) -> Result<(), Error> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let remove_dir = |p: &Path| match fs::remove_dir_all(p) {
+        Err(e) if !gone(&e) => Err(Error::io(p)(e)),
+        _ => Ok(()),
+    };
+    for entry in fs::read_dir(tmp).map_err(Error::io(tmp))? {
+        let entry = entry.map_err(Error::io(tmp))?;
+        let p = entry.path();
+        let is_dir = match entry.file_type() {
+            Ok(t) => t.is_dir(),
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(Error::io(&p)(e)),
+        };
+        if !is_dir {
+            match fs::remove_file(&p) {
+                Err(e) if !gone(&e) => return Err(Error::io(&p)(e)),
+                _ => continue,
+            }
+        }
+        let lock = match fs::OpenOptions::new().write(true).open(p.join(TEMP_LOCK)) {
+            Ok(f) => f,
+            Err(e) if gone(&e) => {
+                let old = fs::metadata(&p)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > UNLOCKED_TEMP_AGE);
+                if old {
+                    remove_dir(&p)?;
+                }
+                continue;
+            }
+            Err(e) => return Err(Error::io(&p)(e)),
+        };
+        match lock.try_lock() {
+            // Held by a store open in some process: in-flight writes live there.
+            Err(fs::TryLockError::WouldBlock) => continue,
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io(&p)(e)),
+            Ok(()) => remove_dir(&p)?,
+        }
+    }
+    Ok(())
+}
+
+/// Creates this store's own temp directory under `tmp` and locks its lock file.
+fn own_temp_dir(tmp: &Path) -> Result<(PathBuf, fs::File), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut last = None;
+    for attempt in 0..64u32 {
+        let dir = tmp.join(format!("{}-{nanos:x}-{attempt}", std::process::id()));
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(&dir)(e)),
+        }
+        let path = dir.join(TEMP_LOCK);
+        let f = match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            // Another process's open took the directory for stale and removed it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&path)(e)),
+        };
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => continue,
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io(&path)(e)),
+        }
+        // Another process's open may have locked and removed it between our `open` and our
+        // lock: then the path no longer names the file we hold.
+        let ours = f.metadata().map_err(Error::io(&path))?;
+        match fs::metadata(&path) {
+            Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => return Ok((dir, f)),
+            _ => last = Some(dir),
+        }
+    }
+    Err(Error::Io {
+        path: last.unwrap_or_else(|| tmp.to_owned()),
+        source: std::io::Error::other("could not create a temp directory of this store's own"),
+    })
 }
 
 impl Blockstore {
     /// Opens (creating if needed) the store under `<data_dir>/content`, removing leftover
-    /// temp files of an interrupted write.
+    /// temp files of writes interrupted by a crash (never those of a store open elsewhere).
     pub fn open(data_dir: &Path) -> Result<Self, Error> {
         Self::open_with_metrics(data_dir, Arc::new(Metrics::default()))
     }
@@ -126,21 +265,57 @@ impl Blockstore {
         for d in [&blocks, &tmp, &pins] {
             fs::create_dir_all(d).map_err(Error::io(d))?;
         }
-        for e in fs::read_dir(&tmp).map_err(Error::io(&tmp))? {
-            let p = e.map_err(Error::io(&tmp))?.path();
-            fs::remove_file(&p).map_err(Error::io(&p))?;
+        let nested = root.join("content").join("blocks");
+        if nested.is_dir() {
+            tracing::warn!(
+                store = %root.display(),
+                old = %nested.display(),
+                "an earlier `keel up` kept its blocks in <data-dir>/content/content, which is not served from here; stop keel, then move them with `cp -rn {0}/content/blocks/. {0}/blocks/ && cp -n {0}/content/pins/* {0}/pins/ && rm -r {0}/content`",
+                root.display()
+            );
         }
+        remove_stale_temp(&tmp)?;
+        let (tmp, tmp_lock) = own_temp_dir(&tmp)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 root,
                 blocks,
                 tmp,
+                _tmp_lock: tmp_lock,
                 pins,
                 counter: AtomicU64::new(0),
                 dirty: Mutex::new(HashSet::new()),
+                sync_lock: Mutex::new(()),
                 metrics,
+                #[cfg(test)]
+                fsync_hook: Mutex::new(None),
             }),
         })
+    }
+
+    fn dirty(&self) -> MutexGuard<'_, HashSet<PathBuf>> {
+        // A set of paths cannot be left half-updated: a panic elsewhere does not poison it.
+        self.inner
+            .dirty
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// fsyncs a directory, so the entries renamed into it survive a crash.
+    fn fsync_dir(&self, dir: &Path) -> Result<(), Error> {
+        #[cfg(test)]
+        {
+            let hook = self
+                .inner
+                .fsync_hook
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(h) = hook {
+                h(dir).map_err(Error::io(dir))?;
+            }
+        }
+        sync_dir(dir)
     }
 
     /// The store's directory (`<data_dir>/content`).
@@ -286,30 +461,28 @@ impl Blockstore {
             return Ok(());
         }
         let path = self.path_of(cid.hash());
+        let dir = path.parent().unwrap_or(&self.inner.blocks);
         // An existing block is kept only if it is intact; a corrupt one is replaced, so
         // re-adding or re-importing content heals the store.
         if let Ok(existing) = fs::read(&path)
             && matches(cid, &existing)
         {
+            // Its directory entry may not be durable yet (another process, or a store
+            // instance that crashed, renamed it in): the next pin fsyncs it as for a new block.
+            self.dirty().insert(dir.to_owned());
             return Ok(());
         }
         let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .inner
-            .tmp
-            .join(format!("{}-{n}.tmp", std::process::id()));
+        let tmp = self.inner.tmp.join(format!("{n}.tmp"));
         let res = (|| -> Result<(), Error> {
             let mut f = fs::File::create(&tmp).map_err(Error::io(&tmp))?;
             f.write_all(data).map_err(Error::io(&tmp))?;
             f.sync_all().map_err(Error::io(&tmp))?;
-            let dir = path.parent().unwrap_or(&self.inner.blocks);
             if !dir.exists() {
                 fs::create_dir_all(dir).map_err(Error::io(dir))?;
             }
             fs::rename(&tmp, &path).map_err(Error::io(&path))?;
-            if let Ok(mut d) = self.inner.dirty.lock() {
-                d.insert(dir.to_owned());
-            }
+            self.dirty().insert(dir.to_owned());
             Ok(())
         })();
         if res.is_err() {
@@ -415,32 +588,40 @@ impl Blockstore {
         self.sync()?;
         let path = self.pin_path(cid);
         let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .inner
-            .tmp
-            .join(format!("pin-{}-{n}.tmp", std::process::id()));
+        let tmp = self.inner.tmp.join(format!("pin-{n}.tmp"));
         let mut f = fs::File::create(&tmp).map_err(Error::io(&tmp))?;
         f.write_all(format!("{}\n{cid}", kind.as_str()).as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(Error::io(&tmp))?;
         fs::rename(&tmp, &path).map_err(Error::io(&path))?;
-        sync_dir(&self.inner.pins)
+        self.fsync_dir(&self.inner.pins)
     }
 
-    /// Makes every block renamed into place so far durable (fsyncs their directories).
-    /// Block files themselves are fsynced before their rename.
+    /// Makes every block written so far durable (fsyncs their directories). Block files
+    /// themselves are fsynced before their rename.
+    ///
+    /// Returns only when every directory dirty at the call is fsynced, also when another
+    /// thread's concurrent sync took it; a directory whose fsync failed stays dirty, so the
+    /// next sync tries it again.
     pub fn sync(&self) -> Result<(), Error> {
-        let dirs: Vec<PathBuf> = match self.inner.dirty.lock() {
-            Ok(mut d) => d.drain().collect(),
-            Err(_) => return Err(Error::Task("blockstore lock poisoned".to_owned())),
-        };
-        for d in &dirs {
-            sync_dir(d)?;
+        let _one_at_a_time = self
+            .inner
+            .sync_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let dirs: Vec<PathBuf> = self.dirty().drain().collect();
+        if dirs.is_empty() {
+            return Ok(());
         }
-        if !dirs.is_empty() {
-            sync_dir(&self.inner.blocks)?;
+        let res = dirs
+            .iter()
+            .chain([&self.inner.blocks])
+            .try_for_each(|d| self.fsync_dir(d));
+        if res.is_err() {
+            // Nothing is known durable: keep them all for the next sync.
+            self.dirty().extend(dirs);
         }
-        Ok(())
+        res
     }
 
     /// Removes a local pin; `false` if it was not pinned.
@@ -542,11 +723,171 @@ mod tests {
         assert_eq!(rep.corrupt, vec![cid]);
         let missing = cid_for(cid::Version::V1, RAW, b"nope");
         assert!(bs.get(&missing).expect_err("missing").is_not_found());
-        assert_eq!(
-            fs::read_dir(dir.path().join("content/tmp"))
-                .expect("tmp")
-                .count(),
-            0
+        let left: Vec<_> = fs::read_dir(&bs.inner.tmp)
+            .expect("tmp")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(TEMP_LOCK)]);
+    }
+
+    /// The temp directories under `content/tmp`.
+    fn temp_dirs(data: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(data.join("content/tmp"))
+            .expect("tmp")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn opening_the_store_keeps_the_temp_files_of_a_store_open_elsewhere() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let first = Blockstore::open(dir.path()).expect("open");
+        // A write of `first` in flight: its temp file exists, its rename has not happened.
+        let in_flight = first.inner.tmp.join("0.tmp");
+        fs::write(&in_flight, b"half a block").expect("write");
+        // A crashed process left a temp directory nobody holds, and an old keel a loose file.
+        let crashed = dir.path().join("content/tmp/4242-dead-0");
+        fs::create_dir(&crashed).expect("mkdir");
+        fs::write(crashed.join(TEMP_LOCK), b"").expect("write");
+        fs::write(crashed.join("7.tmp"), b"x").expect("write");
+        // A store being opened right now: its directory exists, its lock file not yet.
+        let opening = dir.path().join("content/tmp/4243-new-0");
+        fs::create_dir(&opening).expect("mkdir");
+        let loose = dir.path().join("content/tmp/99-3.tmp");
+        fs::write(&loose, b"x").expect("write");
+
+        let second = Blockstore::open(dir.path()).expect("open again");
+        assert!(
+            in_flight.exists(),
+            "another open removed an in-flight write"
+        );
+        assert!(
+            !crashed.exists() && !loose.exists(),
+            "{:?}",
+            temp_dirs(dir.path())
+        );
+        assert!(
+            opening.exists(),
+            "a directory being set up was taken for stale"
+        );
+        fs::remove_dir(&opening).expect("rmdir");
+        // Both stores write and pin through their own directories.
+        let cid = cid_for(cid::Version::V1, RAW, b"abc");
+        first.put_verified(&cid, b"abc").expect("put");
+        second.pin(&cid, PinKind::Recursive).expect("pin");
+        assert_eq!(temp_dirs(dir.path()).len(), 2);
+        drop(first);
+        assert_eq!(temp_dirs(dir.path()), vec![second.inner.tmp.clone()]);
+        drop(second);
+        assert!(temp_dirs(dir.path()).is_empty());
+    }
+
+    fn hook(bs: &Blockstore, h: impl Fn(&Path) -> std::io::Result<()> + Send + Sync + 'static) {
+        *bs.inner.fsync_hook.lock().expect("hook") = Some(Arc::new(h));
+    }
+
+    #[test]
+    fn a_failed_sync_keeps_its_directories_for_the_next() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let bs = Blockstore::open(dir.path()).expect("open");
+        let cid = cid_for(cid::Version::V1, RAW, b"abc");
+        bs.put_verified(&cid, b"abc").expect("put");
+        let shard = bs.block_path(&cid).parent().expect("shard").to_owned();
+        let synced = Arc::new(Mutex::new(Vec::new()));
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (s, f) = (synced.clone(), fail.clone());
+        hook(&bs, move |d| {
+            if f.swap(false, Ordering::SeqCst) {
+                return Err(std::io::Error::other("disk hiccup"));
+            }
+            s.lock().expect("log").push(d.to_owned());
+            Ok(())
+        });
+        assert!(bs.sync().is_err());
+        bs.sync().expect("second sync");
+        assert!(
+            synced.lock().expect("log").contains(&shard),
+            "the shard whose fsync failed was never fsynced"
+        );
+    }
+
+    #[test]
+    fn a_sync_returns_only_after_a_concurrent_sync_finished_its_fsyncs() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let bs = Blockstore::open(dir.path()).expect("open");
+        let cid = cid_for(cid::Version::V1, RAW, b"abc");
+        bs.put_verified(&cid, b"abc").expect("put");
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Mutex::new(release_rx);
+        let fsynced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = fsynced.clone();
+        hook(&bs, move |_| {
+            // The first fsync of the first sync pauses until the test lets it go.
+            if entered_tx.send(()).is_ok() {
+                let _ = release_rx.lock().expect("rx").recv();
+            }
+            done.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        let first = {
+            let bs = bs.clone();
+            std::thread::spawn(move || bs.sync())
+        };
+        entered.recv().expect("first sync fsyncing");
+        drop(entered);
+        // The block's directory was taken by the first sync, whose fsync is not done.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let second = {
+            let bs = bs.clone();
+            let fsynced = fsynced.clone();
+            std::thread::spawn(move || {
+                let r = bs.sync();
+                let _ = tx.send(fsynced.load(Ordering::SeqCst));
+                r
+            })
+        };
+        // Before the fix the second sync returned at once, with nothing fsynced.
+        if let Ok(fsynced_when_returned) = rx.recv_timeout(std::time::Duration::from_millis(300)) {
+            assert!(
+                fsynced_when_returned,
+                "sync returned before the block's directory was fsynced"
+            );
+        }
+        release.send(()).expect("release");
+        first.join().expect("join").expect("first sync");
+        second.join().expect("join").expect("second sync");
+        assert!(
+            rx.recv().unwrap_or(true),
+            "sync returned before the fsync finished"
+        );
+    }
+
+    #[test]
+    fn rewriting_an_existing_block_makes_its_directory_dirty() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cid = cid_for(cid::Version::V1, RAW, b"abc");
+        // An earlier store (another process) renamed the block in; its fsync is unknown.
+        Blockstore::open(dir.path())
+            .expect("open")
+            .put_verified(&cid, b"abc")
+            .expect("put");
+        let bs = Blockstore::open(dir.path()).expect("open");
+        let synced = Arc::new(Mutex::new(Vec::new()));
+        let s = synced.clone();
+        hook(&bs, move |d| {
+            s.lock().expect("log").push(d.to_owned());
+            Ok(())
+        });
+        bs.put_verified(&cid, b"abc").expect("put again");
+        bs.pin(&cid, PinKind::Recursive).expect("pin");
+        let shard = bs.block_path(&cid).parent().expect("shard").to_owned();
+        assert!(
+            synced.lock().expect("log").contains(&shard),
+            "a pin of an existing block did not fsync its directory: {:?}",
+            synced.lock().expect("log")
         );
     }
 

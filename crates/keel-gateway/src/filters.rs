@@ -114,16 +114,12 @@ pub(crate) async fn create(
     out: &mut Vec<u8>,
 ) -> Served {
     let mut answer = Vec::new();
-    let served = crate::forward::read(
-        ctx.chain,
-        req,
-        body,
-        keel_chain::Need::Head,
-        false,
-        ctx.deadline,
-        &mut answer,
-    )
-    .await;
+    let plan = crate::forward::Plan {
+        need: keel_chain::Need::Head,
+        null_may_be_lag: false,
+        beyond_heads: false,
+    };
+    let served = crate::forward::read(ctx.chain, req, body, plan, ctx.deadline, &mut answer).await;
     let id = serde_json::from_slice::<Reply<'_>>(&answer)
         .ok()
         .and_then(|r| r.result.filter(|_| r.error.is_none()))

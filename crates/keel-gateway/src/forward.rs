@@ -102,12 +102,23 @@ pub(crate) async fn serve(
         }
         return served;
     }
-    let mode = verify::mode_for(chain, &req.method, verify_header);
-    if mode != VerifyMode::None
-        && let Route::Read { .. } = policy::route(chain, &req.method, req.params)
+    let choice = verify::choose(chain, &req.method, verify_header);
+    let route = policy::route(chain, &req.method, req.params);
+    if let Route::Read {
+        need: Need::Block(n),
+        ..
+    } = route
+        && !chain.has_block(n)
+        && !choice.is_refused()
+        && let Some(served) = beyond_heads(ctx, req, choice.mode, out).await
+    {
+        return served;
+    }
+    if choice.verifies()
+        && let Route::Read { .. } = route
     {
         let mut answer = Vec::new();
-        let served = verify::read(ctx, req, mode, &mut answer).await;
+        let served = verify::read(ctx, req, &choice, &mut answer).await;
         if req.id.is_some() {
             out.extend_from_slice(&answer);
         }
@@ -115,21 +126,17 @@ pub(crate) async fn serve(
     }
     let body = Bytes::from(jsonrpc::upstream_body(req));
     let mut answer = Vec::new();
-    let served = match policy::route(chain, &req.method, req.params) {
+    let served = match route {
         Route::Read {
             need,
             null_may_be_lag,
         } => {
-            read(
-                chain,
-                req,
-                body,
+            let plan = Plan {
                 need,
                 null_may_be_lag,
-                deadline,
-                &mut answer,
-            )
-            .await
+                beyond_heads: false,
+            };
+            read(chain, req, body, plan, deadline, &mut answer).await
         }
         Route::Broadcast { raw_tx } => {
             broadcast(chain, req, body, raw_tx, deadline, &mut answer).await
@@ -139,6 +146,58 @@ pub(crate) async fn serve(
         out.extend_from_slice(&answer);
     }
     served
+}
+
+/// A read of a block that no usable upstream has reached (`eth_getBlockByNumber("0x7fffffff")`,
+/// `eth_getBalance` at a future block, ...): the chain's answer is "not found", in each node's
+/// own words — `null` for blocks, transactions and receipts, an error for state ("header not
+/// found", anvil's `BlockOutOfRangeError`). So it is asked of the upstreams at the head (the one
+/// furthest ahead last, when the others say "not there") and their answer is passed on, never
+/// "no upstream has this block yet", which clients read as an outage.
+///
+/// There is nothing to verify such an answer against; with verification asked for, only a
+/// "not there" answer (`null`, an error, or keel's own failure) is served this way, marked
+/// unverified. A real result means the block appeared since the last head poll: `None` then,
+/// and the read is verified as usual.
+async fn beyond_heads(
+    ctx: &crate::Ctx<'_>,
+    req: &Request<'_>,
+    mode: VerifyMode,
+    out: &mut Vec<u8>,
+) -> Option<Served> {
+    let body = Bytes::from(jsonrpc::upstream_body(req));
+    let plan = Plan {
+        need: Need::Head,
+        null_may_be_lag: true,
+        beyond_heads: true,
+    };
+    let mut answer = Vec::new();
+    let served = read(ctx.chain, req, body, plan, ctx.deadline, &mut answer).await;
+    let found = served.outcome == Outcome::Ok
+        && serde_json::from_slice::<Reply<'_>>(&answer)
+            .ok()
+            .and_then(|r| r.result)
+            .is_some_and(|r| r.get() != "null");
+    if mode != VerifyMode::None && found {
+        return None;
+    }
+    if req.id.is_some() {
+        out.extend_from_slice(&answer);
+    }
+    Some(served)
+}
+
+/// How a read looks for an upstream that has what it asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    /// What the upstream must have.
+    pub(crate) need: Need,
+    /// A `null` result may mean "not there yet": ask an upstream with a higher head.
+    pub(crate) null_may_be_lag: bool,
+    /// The block asked for is beyond every upstream's head: a "lacks it" error, like a `null`,
+    /// is asked again only of an upstream further ahead (one no further ahead would say the
+    /// same).
+    pub(crate) beyond_heads: bool,
 }
 
 /// Whether the JSON-RPC error `err` that `up` answered a request needing `need` with means "I
@@ -194,11 +253,15 @@ pub(crate) async fn read(
     chain: &Chain,
     req: &Request<'_>,
     body: Bytes,
-    need: Need,
-    null_may_be_lag: bool,
+    plan: Plan,
     deadline: Instant,
     out: &mut Vec<u8>,
 ) -> Served {
+    let Plan {
+        need,
+        null_may_be_lag,
+        beyond_heads,
+    } = plan;
     let mut tried: Vec<usize> = Vec::new();
     let mut held: Option<Held> = None;
     let mut last_error: Option<CallError> = None;
@@ -230,7 +293,7 @@ pub(crate) async fn read(
                         .any(|u| !tried.contains(&u.index()) && (!ahead || u.head() > up.head()))
                 };
                 let ask_another = match (reply.error, reply.result) {
-                    (Some(err), _) => lacks_it(chain, &up, need, err) && untried(false),
+                    (Some(err), _) => lacks_it(chain, &up, need, err) && untried(beyond_heads),
                     (None, Some(result)) => {
                         let null = result.get() == "null";
                         if let (Need::Block(n), false) = (need, null) {
@@ -443,16 +506,104 @@ async fn broadcast(
     Served::new(outcome)
 }
 
-/// Keccak-256 of the first param of `eth_sendRawTransaction`: the transaction hash.
+/// The hash of the transaction in the first param of `eth_sendRawTransaction` ([`tx_hash`]).
 fn raw_tx_hash(params: &RawValue) -> Option<String> {
     let list: Vec<&str> = serde_json::from_str(params.get()).ok()?;
     let bytes = hex::decode(list.first()?.strip_prefix("0x")?).ok()?;
-    Some(format!("0x{}", hex::encode(Keccak256::digest(&bytes))))
+    Some(format!("0x{}", hex::encode(tx_hash(&bytes))))
+}
+
+/// The hash nodes give a raw transaction: Keccak-256 of its canonical encoding, which for
+/// legacy and typed transactions is the bytes as sent — except an EIP-4844 blob transaction in
+/// its network form (what `eth_sendRawTransaction` takes): `0x03 || rlp([tx_payload_body, blobs,
+/// commitments, proofs])`, or EIP-7594's `0x03 || rlp([tx_payload_body, wrapper_version, blobs,
+/// commitments, cell_proofs])`. Its hash covers the body only: Keccak-256 of `0x03 ||
+/// rlp(tx_payload_body)`. The network form is told from the canonical one by its first item
+/// being a list (the canonical form starts with the chain id, a number).
+fn tx_hash(raw: &[u8]) -> [u8; 32] {
+    if let Some((&0x03, rest)) = raw.split_first()
+        && let Some(body) = rlp_list_payload(rest).and_then(first_list_item)
+    {
+        let mut h = Keccak256::new();
+        h.update([0x03]);
+        h.update(body);
+        return h.finalize().into();
+    }
+    Keccak256::digest(raw).into()
+}
+
+/// The header length and payload length of the RLP list at the start of `buf` (`None` when it
+/// is a byte string or truncated).
+fn rlp_list_header(buf: &[u8]) -> Option<(usize, usize)> {
+    let first = *buf.first()?;
+    let (header, len) = match first {
+        0xc0..=0xf7 => (1, usize::from(first - 0xc0)),
+        0xf8..=0xff => {
+            let n = usize::from(first - 0xf7);
+            let len_bytes = buf.get(1..1 + n)?;
+            if n > std::mem::size_of::<usize>() {
+                return None;
+            }
+            let len = len_bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (1 + n, len)
+        }
+        _ => return None,
+    };
+    (buf.len() >= header.checked_add(len)?).then_some((header, len))
+}
+
+/// The payload of the RLP list at the start of `buf`.
+fn rlp_list_payload(buf: &[u8]) -> Option<&[u8]> {
+    let (header, len) = rlp_list_header(buf)?;
+    buf.get(header..header + len)
+}
+
+/// The whole encoding of the first item of a list payload, when that item is a list.
+fn first_list_item(payload: &[u8]) -> Option<&[u8]> {
+    let (header, len) = rlp_list_header(payload)?;
+    payload.get(..header + len)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blob_transaction_in_network_form_hashes_its_body_only() {
+        // 0x03 || rlp([body, blobs, commitments, proofs]) with a tiny stand-in body: the hash
+        // is keccak(0x03 || rlp(body)), not of the whole network form.
+        let body = [0xc3, 0x01, 0x02, 0x03]; // rlp([1, 2, 3])
+        let mut network = vec![0x03, 0xc7];
+        network.extend_from_slice(&body);
+        network.extend_from_slice(&[0xc0, 0xc0, 0xc0]);
+        let mut canonical = vec![0x03];
+        canonical.extend_from_slice(&body);
+        assert_eq!(
+            tx_hash(&network),
+            <[u8; 32]>::from(Keccak256::digest(&canonical))
+        );
+        // The canonical form (first item a number) and other types hash as sent.
+        assert_eq!(
+            tx_hash(&canonical),
+            <[u8; 32]>::from(Keccak256::digest(&canonical))
+        );
+        let eip1559 = [0x02, 0xc7, 0xc3, 0x01, 0x02, 0x03, 0xc0, 0xc0, 0xc0];
+        assert_eq!(
+            tx_hash(&eip1559),
+            <[u8; 32]>::from(Keccak256::digest(eip1559))
+        );
+        // Truncated or lying lengths fall back to hashing the bytes, never panic.
+        for bad in [
+            &[0x03][..],
+            &[0x03, 0xc7, 0xc3][..],
+            &[0x03, 0xff, 0xff][..],
+            &[0x03, 0xf9, 0x01][..],
+        ] {
+            assert_eq!(tx_hash(bad), <[u8; 32]>::from(Keccak256::digest(bad)));
+        }
+    }
 
     #[test]
     fn raw_tx_hash_is_keccak_of_the_bytes() {

@@ -27,7 +27,7 @@ mod verify;
 use std::{path::PathBuf, sync::Arc};
 
 use keel_chain::ChainRegistry;
-use keel_config::GatewayConfig;
+use keel_config::{EvidenceConfig, GatewayConfig};
 use tokio::sync::Semaphore;
 
 pub use crate::{http::router, metrics::GatewayMetrics};
@@ -60,15 +60,22 @@ pub(crate) struct Ctx<'a> {
 
 impl Gateway {
     /// A gateway over `registry`'s chains. Evidence of wrong answers found by verified reads
-    /// is appended to `<evidence_dir>/evidence.jsonl` (not kept when `None`).
+    /// is appended to the log in `evidence_dir` (not kept when `None`), within `evidence`'s
+    /// bounds.
     pub fn new(
         registry: Arc<ChainRegistry>,
         cfg: GatewayConfig,
         metrics: GatewayMetrics,
         evidence_dir: Option<PathBuf>,
+        evidence: EvidenceConfig,
     ) -> Self {
         let permits = Semaphore::new(cfg.max_concurrent_requests);
-        let verifier = Arc::new(verify::Verifier::new(evidence_dir));
+        let retention = keel_verify::evidence::Retention {
+            max_bytes: evidence.max_bytes,
+            max_age: evidence.max_age,
+        };
+        let verifier = Arc::new(verify::Verifier::new(evidence_dir, retention));
+        verifier.open_log();
         Self {
             inner: Arc::new(Inner {
                 registry,

@@ -83,6 +83,9 @@ pub struct GatewayMetrics {
     pub verify_extra_calls: Family<VerifyLabels, Counter>,
     /// Disagreements with a quorum and failed proofs, by upstream.
     pub disagreements: Family<UpstreamLabels, Counter>,
+    /// Disagreements and failed proofs found by checks clients asked for (which penalise
+    /// nobody), by upstream.
+    pub client_disagreements: Family<UpstreamLabels, Counter>,
     /// State roots proof-mode reads checked against, by where each came from.
     pub verify_roots: Family<RootLabels, Counter>,
 }
@@ -99,6 +102,7 @@ impl Default for GatewayMetrics {
             verified_requests: Family::default(),
             verify_extra_calls: Family::default(),
             disagreements: Family::default(),
+            client_disagreements: Family::default(),
             verify_roots: Family::default(),
         }
     }
@@ -151,6 +155,11 @@ impl GatewayMetrics {
             "rpc_verify_disagreements",
             "Disagreements with a quorum and failed proofs, by upstream",
             self.disagreements.clone(),
+        );
+        r.register(
+            "rpc_verify_client_disagreements",
+            "Disagreements and failed proofs found by checks clients asked for, by upstream (no penalty)",
+            self.client_disagreements.clone(),
         );
         r.register(
             "rpc_verify_roots",

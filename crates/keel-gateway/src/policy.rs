@@ -81,7 +81,9 @@ pub fn route(chain: &Chain, method: &str, params: Option<&RawValue>) -> Route {
     if BROADCAST_CONTROL.iter().any(|ns| method.starts_with(ns)) {
         return Route::Broadcast { raw_tx: false };
     }
-    if let Some(pos) = keel_verify::pin::block_param_index(method) {
+    if let Some(pos) =
+        keel_verify::pin::block_param_index(method).or_else(|| unpinned_block_param_index(method))
+    {
         let arg = params.and_then(|p| nth_param(p, pos));
         let need = arg.map_or(Need::Head, |a| need_of_block_arg(chain, a));
         return Route::Read {
@@ -127,6 +129,23 @@ pub fn route(chain: &Chain, method: &str, params: Option<&RawValue>) -> Route {
     }
 }
 
+/// Where the block parameter sits in by-number reads that verification never pins (their
+/// answers are not checked), so that they too go to upstreams that have the block, and a block
+/// beyond every head gets the chain's own "not found".
+fn unpinned_block_param_index(method: &str) -> Option<usize> {
+    match method {
+        "eth_getHeaderByNumber"
+        | "erigon_getHeaderByNumber"
+        | "debug_getRawHeader"
+        | "debug_getRawBlock"
+        | "debug_getRawReceipts"
+        | "debug_traceBlockByNumber"
+        | "trace_block"
+        | "trace_replayBlockTransactions" => Some(0),
+        _ => None,
+    }
+}
+
 fn nth_param(params: &RawValue, n: usize) -> Option<&RawValue> {
     let list: Vec<&RawValue> = serde_json::from_str(params.get()).ok()?;
     list.get(n).copied()
@@ -159,27 +178,91 @@ fn need_of_block_arg(chain: &Chain, arg: &RawValue) -> Need {
     Need::Head
 }
 
-/// Whether an upstream error means "this node does not have it (yet)" rather than an answer.
+/// The JSON-RPC error code of EIP-4444's "pruned history unavailable", which reth, geth and
+/// Nethermind answer for blocks (or receipts, logs) they no longer keep.
+pub const PRUNED_HISTORY_CODE: i64 = 4444;
+
+/// The errors with which nodes say they do not have the block or state asked for (not yet, or
+/// no longer), each from the client's source: an error means "lacking" when its message
+/// contains every part of one entry, case-insensitively.
+const LACKING: &[&[&str]] = &[
+    // geth: eth/api_backend.go, internal/ethapi (StateAndHeaderByNumber, header lookups).
+    &["header not found"],
+    // geth: eth/api_backend.go (StateAndHeaderByNumberOrHash).
+    &["header for hash not found"],
+    // geth: eth/gasprice/feehistory.go errRequestBeyondHead (eth_feeHistory past its head).
+    &["request beyond head block"],
+    // geth: "unknown block"; besu: RpcErrorType.UNKNOWN_BLOCK "Unknown block" (-39001).
+    &["unknown block"],
+    // reth: crates/rpc/rpc-eth-types/src/error/mod.rs, HeaderNotFound as -32001
+    // "block not found: <id>"; besu: RpcErrorType.BLOCK_NOT_FOUND "Block not found".
+    &["block not found"],
+    // geth (hash scheme, pruned state): trie/errors.go MissingNodeError.
+    &["missing trie node"],
+    // reth: EthApiError::PrunedHistoryUnavailable (code 4444); geth: core/history/historymode.go
+    // PrunedHistoryError (code 4444); Nethermind: ErrorMessages.PrunedHistoryUnavailable
+    // (Nethermind.JsonRpc/ErrorCodes.cs, code 4444).
+    &["pruned history unavailable"],
+    // reth: crates/storage/errors/src/provider.rs ProviderError::StateAtBlockPruned,
+    // "state at block #N is pruned" (sent as an internal error, -32603).
+    &["state at block", "is pruned"],
+    // reth: EthApiError::ExceedsMaxProofWindow (eth_getProof older than its proof window).
+    &["exceeds maximum proof window"],
+    // geth (path scheme): eth/state_accessor.go "historical state is not available",
+    // core/state/database_history.go "historical state <root> is not available", older releases
+    // "historical state not available in path scheme yet"; (hash scheme, tracing)
+    // eth/state_accessor.go "required historical state unavailable (reexec=N)".
+    &["historical state", "not available"],
+    &["historical state", "unavailable"],
+    // geth (path scheme): triedb/pathdb/reader.go, while the state history index is built:
+    // "state histories haven't been fully indexed yet".
+    &["histories haven't been fully indexed"],
+    // erigon: core/state/history_reader_v3.go state.PrunedError.
+    &["old data not available due to pruning"],
+    // Nethermind: Nethermind.JsonRpc/Modules/Eth/EthRpcModule.cs GetStateFailureResult,
+    // "No state available for block <hash>" (-32002).
+    &["no state available for block"],
+    // besu: ethereum/api/.../jsonrpc/internal/response/RpcErrorType.java
+    // WORLD_STATE_UNAVAILABLE "World state unavailable".
+    &["world state unavailable"],
+    // A node still syncing (several clients).
+    &["not yet available"],
+    // anvil: "BlockOutOfRangeError: block height is N but requested was M".
+    &["block height is"],
+];
+
+/// Whether an upstream error message means "this node does not have it (yet)" rather than an
+/// answer: the block, its state or its history is missing on this node, and another node may
+/// have it (the wordings of geth, reth, erigon, Nethermind, besu and anvil).
 pub fn error_means_behind(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    [
-        "header not found",
-        "unknown block",
-        "block not found",
-        "missing trie node",
-        "not yet available",
-        "block height is",
-    ]
-    .iter()
-    .any(|s| m.contains(s))
+    LACKING
+        .iter()
+        .any(|parts| parts.iter().all(|p| m.contains(p)))
+}
+
+/// [`error_means_behind`] for a whole error: its code too, since EIP-4444's
+/// [`PRUNED_HISTORY_CODE`] says "pruned" whatever the message. A reverted call (code 3, or
+/// "execution reverted: …") is always an answer: its reason is the contract's text, and a
+/// contract reverting with "header not found" must not make keel ask every upstream.
+pub fn error_means_lacking(code: i64, message: &str) -> bool {
+    if code == 3
+        || message
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("execution reverted")
+    {
+        return false;
+    }
+    code == PRUNED_HISTORY_CODE || error_means_behind(message)
 }
 
 /// The message of the JSON-RPC error object `err` when it says the node lacks the data (see
-/// [`error_means_behind`]): no answer, neither right nor wrong.
+/// [`error_means_lacking`]): no answer, neither right nor wrong.
 pub fn lacking_message(err: &RawValue) -> Option<String> {
     serde_json::from_str::<crate::jsonrpc::ErrorObject>(err.get())
         .ok()
-        .filter(|e| error_means_behind(&e.message))
+        .filter(|e| error_means_lacking(e.code, &e.message))
         .map(|e| e.message)
 }
 
@@ -297,12 +380,126 @@ mod tests {
         );
         assert_eq!(r("evm_mine", "[]"), Route::Broadcast { raw_tx: false });
         assert_eq!(
+            r("eth_getHeaderByNumber", r#"["0x7fffffff"]"#),
+            Route::Read {
+                need: Need::Block(0x7fff_ffff),
+                null_may_be_lag: true
+            }
+        );
+        assert_eq!(
+            r("debug_traceBlockByNumber", r#"["latest",{}]"#),
+            Route::Read {
+                need: Need::Head,
+                null_may_be_lag: false
+            }
+        );
+        assert_eq!(
             r("eth_chainId", "[]"),
             Route::Read {
                 need: Need::Any,
                 null_may_be_lag: false
             }
         );
+    }
+
+    /// Whether the JSON-RPC error object `{code, message}` means the node lacks the data.
+    fn lacking(code: i64, message: &str) -> bool {
+        let err = serde_json::json!({"code": code, "message": message}).to_string();
+        lacking_message(&raw(&err)).is_some()
+    }
+
+    #[test]
+    fn reth_pruned_and_missing_wordings_mean_lacking() {
+        // EthApiError::PrunedHistoryUnavailable: code 4444 whatever the message says.
+        assert!(lacking(4444, "pruned history unavailable"));
+        assert!(lacking(4444, "something else entirely"));
+        // HeaderNotFound / ReceiptsNotFound as sent: -32001 "block not found: <id>".
+        assert!(lacking(-32001, "block not found: hash 0xabc"));
+        assert!(lacking(-32001, "block not found: number 0x10"));
+        // ProviderError::StateAtBlockPruned, sent as an internal error.
+        assert!(lacking(-32603, "state at block #17000000 is pruned"));
+        // EthApiError::ExceedsMaxProofWindow on eth_getProof.
+        assert!(lacking(
+            -32602,
+            "distance to target block exceeds maximum proof window"
+        ));
+    }
+
+    #[test]
+    fn geth_pruned_and_missing_wordings_mean_lacking() {
+        assert!(lacking(-32000, "header not found"));
+        assert!(lacking(-32000, "header for hash not found"));
+        assert!(lacking(-32000, "unknown block"));
+        assert!(lacking(
+            -32000,
+            "request beyond head block: requested 2147483647, head 19000000"
+        ));
+        assert!(lacking(
+            -32000,
+            "missing trie node 1d3b7dfa4c1b5e5e0b2f6b8e5a7b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b (path ) state 0x1d3b is not available"
+        ));
+        // core/history PrunedHistoryError (history expiry).
+        assert!(lacking(4444, "pruned history unavailable"));
+        // Path scheme: the live state is recent only.
+        assert!(lacking(-32000, "historical state is not available"));
+        assert!(lacking(
+            -32000,
+            "historical state 5c8cba4f9c5e4c7e0c3f0b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f is not available"
+        ));
+        assert!(lacking(
+            -32000,
+            "historical state not available in path scheme yet"
+        ));
+        assert!(lacking(
+            -32000,
+            "required historical state unavailable (reexec=128)"
+        ));
+        assert!(lacking(
+            -32000,
+            "state histories haven't been fully indexed yet"
+        ));
+    }
+
+    #[test]
+    fn erigon_pruned_wording_means_lacking() {
+        assert!(lacking(-32000, "old data not available due to pruning"));
+        assert!(lacking(
+            -32000,
+            "old data not available due to pruning: block tx: 5, min tx: 9 last state history bn: 2"
+        ));
+    }
+
+    #[test]
+    fn nethermind_pruned_and_missing_wordings_mean_lacking() {
+        assert!(lacking(
+            -32002,
+            "No state available for block 0x3f9e020290502d1d41f4b5519e7d456f0935dea980ec310935206cac8239117e (15659481)"
+        ));
+        assert!(lacking(4444, "Pruned history unavailable"));
+    }
+
+    #[test]
+    fn besu_missing_wordings_mean_lacking() {
+        assert!(lacking(-32000, "World state unavailable"));
+        assert!(lacking(-32000, "Block not found"));
+        assert!(lacking(-39001, "Unknown block"));
+    }
+
+    #[test]
+    fn answers_are_not_taken_for_lacking_data() {
+        for (code, message) in [
+            (-32000, "execution reverted"),
+            (-32000, "nonce too low"),
+            (-32602, "invalid argument 1: hex string without 0x prefix"),
+            (-32601, "the method eth_foo does not exist/is not available"),
+            (-32000, "filter not found"),
+            // A contract chooses its revert reason: it cannot make keel ask every upstream.
+            (3, "execution reverted: header not found"),
+            (-32000, "execution reverted: pruned history unavailable"),
+        ] {
+            assert!(!lacking(code, message), "{code} {message}");
+        }
+        assert!(!lacking(3, "pruned history unavailable"));
     }
 
     #[test]

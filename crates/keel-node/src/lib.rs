@@ -138,6 +138,7 @@ impl Node {
             config.gateway.clone(),
             gateway_metrics,
             Some(data_dir.join("evidence")),
+            config.evidence,
         );
         let gateway_cancel = CancellationToken::new();
         let mut gateway_task = JoinSet::new();
@@ -151,9 +152,11 @@ impl Node {
         let mut content_addrs = None;
         let mut content_gc: Option<keel_monitor::probes::host::GcHook> = None;
         if let Some(cc) = &config.content {
+            // The store lives under `<data-dir>/content`, where `keel content … --data-dir`
+            // finds it (and its GC lock): pass the data directory itself.
             let svc = keel_content::ContentService::bind_with_metrics(
                 cc,
-                &data_dir.join("content"),
+                data_dir,
                 content_metrics.clone(),
             )
             .await?;

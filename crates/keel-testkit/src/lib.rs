@@ -9,6 +9,8 @@
 //! - [`TlsFront`]: Debian's nginx terminating TLS (a throwaway CA) in front of a node.
 //! - [`Tamper`]: a lying upstream (a proxy that rewrites balances, nonces, code or storage) for
 //!   verification tests.
+//! - [`Scripted`]: an upstream whose answers a test chooses per request (huge or endless bodies,
+//!   chosen errors), passing the rest to a real node.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::{
@@ -16,9 +18,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod scripted;
 mod tamper;
 mod tls;
 
+pub use scripted::{Reply, Scripted};
 pub use tamper::{Lie, Tamper};
 pub use tls::TlsFront;
 

@@ -27,6 +27,21 @@ pub enum Lie {
     /// The block `eth_getBlockByNumber("latest")` returns claims this `stateRoot`: the head
     /// tracker sees the lie, a request for the block by number does not.
     HeadStateRoot(String),
+    /// Answers to `method` (except those asking for `latest`, so head polls stay honest) carry
+    /// `key` twice: first with `value` (raw JSON), then with the node's own value. `key` is
+    /// `result` for the top level, else a key of an object result. Parsers that keep the last
+    /// key see the truth, those that keep the first see `value`.
+    Duplicate {
+        /// The JSON-RPC method whose answers are altered.
+        method: &'static str,
+        /// The key written twice.
+        key: &'static str,
+        /// Its first value, raw JSON.
+        value: String,
+    },
+    /// Answers to `method` become JSON-RPC error -32601 "Method not found" (a node that does
+    /// not serve it, as Hardhat does not serve `eth_getProof`).
+    Unsupported(&'static str),
 }
 
 /// A tampering proxy on a free loopback port; stops when dropped.
@@ -158,6 +173,15 @@ async fn forward(
     let (Some(fake), Ok(mut reply)) = (fake, serde_json::from_slice::<Value>(&text)) else {
         return Ok(Response::new(Full::new(text)));
     };
+    if let (Lie::Duplicate { .. } | Lie::Unsupported(_), Value::Object(_)) = (&fake, &reply) {
+        let body = rewrite(&request, &reply, &fake).unwrap_or_else(|| reply.to_string());
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        return Ok(resp);
+    }
     match (&request, &mut reply) {
         (Value::Array(reqs), Value::Array(replies)) => {
             for r in replies {
@@ -176,6 +200,44 @@ async fn forward(
         hyper::header::HeaderValue::from_static("application/json"),
     );
     Ok(resp)
+}
+
+/// The body text for a [`Lie::Duplicate`] or [`Lie::Unsupported`] answer to `request`, or
+/// `None` when the lie does not concern it. Written by hand: a `Value` cannot hold a key twice.
+fn rewrite(request: &Value, reply: &Value, lie: &Lie) -> Option<String> {
+    let method = request["method"].as_str().unwrap_or("");
+    match lie {
+        Lie::Unsupported(m) if *m == method => Some(
+            serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": reply["id"],
+                "error": {"code": -32601, "message": "Method not found"},
+            })
+            .to_string(),
+        ),
+        Lie::Duplicate {
+            method: m,
+            key,
+            value,
+        } if *m == method && request["params"][0] != "latest" => {
+            let result = reply.get("result")?;
+            let id = reply["id"].to_string();
+            if *key == "result" {
+                return Some(format!(
+                    r#"{{"jsonrpc":"2.0","id":{id},"result":{value},"result":{result}}}"#
+                ));
+            }
+            let object = result.as_object()?;
+            let rest = serde_json::to_string(object).ok()?;
+            let rest = rest.strip_prefix('{')?;
+            let sep = if object.is_empty() { "" } else { "," };
+            Some(format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"result":{{{}:{value}{sep}{rest}}}"#,
+                serde_json::to_string(key).ok()?
+            ))
+        }
+        _ => None,
+    }
 }
 
 fn tamper(request: &Value, reply: &mut Value, lie: &Lie) {

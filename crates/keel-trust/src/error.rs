@@ -32,6 +32,25 @@ pub enum Error {
         /// Its permission bits.
         mode: u32,
     },
+    /// A password file is readable by group or others.
+    #[error(
+        "password file {path} is readable by group or others (mode {mode:04o}); \
+         run `chmod 600 {path}` and consider the password exposed if others could log in"
+    )]
+    InsecurePasswordFilePermissions {
+        /// The password file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A password file holds no password.
+    #[error("password file {path} is {reason}; put the password on its first line")]
+    BadPasswordFile {
+        /// The password file.
+        path: PathBuf,
+        /// What is wrong ("empty", "not UTF-8", "larger than 65536 bytes").
+        reason: String,
+    },
     /// A file that would be created already exists.
     #[error("{path} already exists; choose another name or directory, or remove it first")]
     AlreadyExists {

@@ -29,26 +29,30 @@ pub(crate) fn read_bounded(path: &Path, what: &'static str, limit: u64) -> Resul
     Ok(buf)
 }
 
-/// Refuses a private file that group or others may read or write.
-#[cfg(unix)]
+/// Refuses a private key file that group or others may read or write.
 pub(crate) fn check_private_mode(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| Error::io("cannot stat", path, e))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(Error::InsecureKeyPermissions {
+    let md = std::fs::metadata(path).map_err(|e| Error::io("cannot stat", path, e))?;
+    match shared_mode(&md) {
+        Some(mode) => Err(Error::InsecureKeyPermissions {
             path: path.to_owned(),
-            mode: mode & 0o7777,
-        });
+            mode,
+        }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The permission bits of a file that group or others may access at all, or `None` for a
+/// private file (and always on systems without Unix modes).
+#[cfg(unix)]
+pub(crate) fn shared_mode(md: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = md.permissions().mode();
+    (mode & 0o077 != 0).then_some(mode & 0o7777)
 }
 
 #[cfg(not(unix))]
-pub(crate) fn check_private_mode(_path: &Path) -> Result<()> {
-    Ok(())
+pub(crate) fn shared_mode(_md: &std::fs::Metadata) -> Option<u32> {
+    None
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory (mode 0600 when

@@ -26,6 +26,8 @@ const PUBLIC_TYPE: &str = "keel-ed25519-public-key";
 const FORMAT_VERSION: u32 = 1;
 /// Key files are tiny; anything bigger is not a key file.
 const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+/// A password file holds one line; anything bigger is not a password file.
+const MAX_PASSWORD_FILE_BYTES: u64 = 64 * 1024;
 
 /// A key's fingerprint: the first 16 bytes of SHA-256 over the 32-byte public key, shown as 32
 /// lowercase hex digits.
@@ -662,6 +664,54 @@ pub fn write_public_key_file(path: &Path, key: &PublicKey, overwrite: bool) -> R
         })?;
     json.push(b'\n');
     fsutil::write_atomic(path, &json, false, overwrite)
+}
+
+/// Reads a password from the first line of `path` (its line ending removed), refusing the
+/// file when group or others have any permission on it, as private key files are refused.
+/// The file is checked through the open handle, so it cannot be swapped between the check
+/// and the read. The bytes read, and the password returned, are wiped from memory when
+/// dropped; the buffer is sized once, so no copy is left behind by a reallocation.
+///
+/// # Errors
+/// [`Error::InsecurePasswordFilePermissions`], [`Error::BadPasswordFile`] (empty first line,
+/// not UTF-8, larger than 64 KiB), I/O errors.
+pub fn read_password_file(path: &Path) -> Result<Zeroizing<String>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let md = file
+        .metadata()
+        .map_err(|e| Error::io("cannot stat", path, e))?;
+    if let Some(mode) = fsutil::shared_mode(&md) {
+        return Err(Error::InsecurePasswordFilePermissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let bad = |reason: &str| Error::BadPasswordFile {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let cap = usize::try_from(MAX_PASSWORD_FILE_BYTES + 1).unwrap_or(usize::MAX);
+    let mut buf = Zeroizing::new(Vec::with_capacity(cap));
+    file.take(MAX_PASSWORD_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    if buf.len() as u64 > MAX_PASSWORD_FILE_BYTES {
+        return Err(bad(&format!("larger than {MAX_PASSWORD_FILE_BYTES} bytes")));
+    }
+    let end = buf.iter().position(|b| *b == b'\n').unwrap_or(buf.len());
+    let end = if end > 0 && buf[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    if end == 0 {
+        return Err(bad("empty"));
+    }
+    let line = std::str::from_utf8(&buf[..end]).map_err(|_| bad("not UTF-8"))?;
+    let mut password = Zeroizing::new(String::with_capacity(line.len()));
+    password.push_str(line);
+    Ok(password)
 }
 
 /// Reads and decrypts a private key file.

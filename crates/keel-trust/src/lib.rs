@@ -12,7 +12,9 @@
 //!  manifest   schema v1: name, version (+label), created/expires, entries (path, cid, size,
 //!             sha256?), previous, cid_profile, metadata, signatures; bounded parsing
 //!  policy     trust.json: keys, threshold M of N, revoked keys, min_version, max_age;
-//!             rotation = serial + 1, signed by M_old of the old keys and M_new of the new
+//!             rotation = serial + 1, signed by M_old of the old keys and M_new of the new,
+//!             and it may only tighten: revocations kept, floors never lowered
+//!  review     what a signer approves, in words: a policy, or what a rotation changes
 //!  verify     every reason a manifest is refused, as a Report (human text + JSON codes)
 //!  state      anti-rollback state file: highest version (and its digest) per name
 //!  content    directory listing for `manifest create`, and checking bytes against entries
@@ -33,6 +35,7 @@ mod fsutil;
 pub mod key;
 pub mod manifest;
 pub mod policy;
+mod review;
 mod sig;
 mod state;
 mod verify;
@@ -43,7 +46,11 @@ pub use content::{
 pub use error::{Error, Result};
 pub use key::{EncryptedKey, KdfParams, KeyId, PublicKey, PublicKeyFile, SecretKey};
 pub use manifest::{Entry, Manifest, ManifestParams, Sha256Hex, Timestamp};
-pub use policy::{Keyring, PolicyParams, TrustPolicy, accept_rotation, verify_chain};
+pub use policy::{
+    Keyring, PolicyParams, TrustPolicy, accept_rotation, loosened_rules,
+    unsigned_rotation_problems, verify_chain,
+};
+pub use review::{PolicySummary, RotationChanges};
 pub use sig::{SignatureEntry, SignatureReport, SignatureStatus};
 pub use state::{Accepted, State};
 pub use verify::{Finding, Problem, Report, VerifyOptions, verify_manifest};

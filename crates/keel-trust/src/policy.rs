@@ -132,11 +132,14 @@ impl TrustPolicy {
     }
 
     /// The next policy: serial + 1, chained to this one by digest, keeping earlier revocations
-    /// and adding `revoke`. It still needs signatures from a threshold of this policy's keys
-    /// and a threshold of its own (see [`accept_rotation`]).
+    /// and adding `revoke`, keeping the version floor (`params.min_version` can only raise it)
+    /// and the maximum age (`params.max_age = None` keeps this policy's). It still needs
+    /// signatures from a threshold of this policy's keys and a threshold of its own (see
+    /// [`accept_rotation`]).
     ///
     /// # Errors
-    /// [`Error::InvalidPolicy`] for bad thresholds, or a revoked key still listed.
+    /// [`Error::InvalidPolicy`] for bad thresholds, or a revoked key still listed;
+    /// [`Error::RotationRejected`] for a longer maximum age (see [`loosened_rules`]).
     pub fn successor(
         &self,
         keys: &[PublicKey],
@@ -158,11 +161,18 @@ impl TrustPolicy {
             keys: keys.iter().map(policy_key).collect(),
             revoked,
             min_version: params.min_version.max(self.min_version),
-            max_age_seconds: params.max_age.map(|d| d.as_secs()),
+            max_age_seconds: params.max_age.map(|d| d.as_secs()).or(self.max_age_seconds),
             previous: Some(to_hex(&self.digest()?)),
             signatures: Vec::new(),
         };
         p.keyring()?;
+        let loosened = loosened_rules(self, &p);
+        if !loosened.is_empty() {
+            return Err(Error::RotationRejected {
+                serial: p.serial,
+                reason: loosened.join("; "),
+            });
+        }
         Ok(p)
     }
 
@@ -335,17 +345,67 @@ fn policy_key(k: &PublicKey) -> PolicyKey {
     }
 }
 
-/// Accepts `next` as the successor of `current` only if: it is well-formed; its serial is
-/// exactly one more; it names `current`'s digest as `previous`; a threshold of `current`'s
-/// keys signed it (keys that `next` revokes do not count); and a threshold of its own keys
-/// signed it.
+/// What a rotation from `current` to `next` would loosen, one message per rule; empty when it
+/// loosens nothing. A rotation may only tighten what consumers rely on:
+///
+/// - every key `current` revokes stays revoked (revocations are permanent, so a revoked key can
+///   never be trusted again);
+/// - `min_version` never goes down (the anti-rollback floor);
+/// - `max_age_seconds` may be added or shortened, never removed or lengthened (the
+///   anti-freeze bound).
+///
+/// Loosening any of them takes a new root policy, pinned out of band (`keel trust init`).
+pub fn loosened_rules(current: &TrustPolicy, next: &TrustPolicy) -> Vec<String> {
+    let mut out = Vec::new();
+    for id in &current.revoked {
+        if !next.revoked.contains(id) {
+            out.push(format!(
+                "un-revokes key {id}: revocations are permanent, a revoked key must stay in `revoked`"
+            ));
+        }
+    }
+    if next.min_version < current.min_version {
+        out.push(format!(
+            "lowers min_version from {} to {}: the version floor never goes down",
+            current.min_version, next.min_version
+        ));
+    }
+    match (current.max_age_seconds, next.max_age_seconds) {
+        (Some(old), None) => out.push(format!(
+            "drops max_age_seconds (was {}): the maximum age may be shortened, never removed",
+            describe_age(old)
+        )),
+        (Some(old), Some(new)) if new > old => out.push(format!(
+            "lengthens max_age_seconds from {} to {}: the maximum age may be shortened, never lengthened",
+            describe_age(old),
+            describe_age(new)
+        )),
+        _ => {}
+    }
+    out
+}
+
+/// Seconds, and the same in whole days or hours when it divides evenly: `31536000 (365d)`.
+pub(crate) fn describe_age(seconds: u64) -> String {
+    if seconds >= 86_400 && seconds.is_multiple_of(86_400) {
+        format!("{seconds}s ({}d)", seconds / 86_400)
+    } else if seconds >= 3_600 && seconds.is_multiple_of(3_600) {
+        format!("{seconds}s ({}h)", seconds / 3_600)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// Every rule of [`accept_rotation`] that does not depend on signatures, one message per
+/// failure: serial + 1, `previous` names `current`, nothing loosened ([`loosened_rules`]).
+/// Empty when `next` is a well-formed successor still waiting for signatures.
 ///
 /// # Errors
-/// [`Error::RotationRejected`] listing every failed rule, or the errors of
-/// [`TrustPolicy::keyring`].
-pub fn accept_rotation(current: &TrustPolicy, next: &TrustPolicy) -> Result<Keyring> {
-    let cur = current.keyring()?;
-    let nxt = next.keyring()?;
+/// [`Error::NotCanonical`] when `current` cannot be encoded to compute its digest.
+pub fn unsigned_rotation_problems(
+    current: &TrustPolicy,
+    next: &TrustPolicy,
+) -> Result<Vec<String>> {
     let mut reasons = Vec::new();
     if next.serial != current.serial + 1 {
         if next.serial <= current.serial {
@@ -368,6 +428,23 @@ pub fn accept_rotation(current: &TrustPolicy, next: &TrustPolicy) -> Result<Keyr
             next.previous
         ));
     }
+    reasons.extend(loosened_rules(current, next));
+    Ok(reasons)
+}
+
+/// Accepts `next` as the successor of `current` only if: it is well-formed; its serial is
+/// exactly one more; it names `current`'s digest as `previous`; it loosens no rule (see
+/// [`loosened_rules`]: revocations kept, `min_version` not lowered, `max_age_seconds` not
+/// removed or lengthened); a threshold of `current`'s keys signed it (keys that `next` revokes
+/// do not count); and a threshold of its own keys signed it.
+///
+/// # Errors
+/// [`Error::RotationRejected`] listing every failed rule, or the errors of
+/// [`TrustPolicy::keyring`].
+pub fn accept_rotation(current: &TrustPolicy, next: &TrustPolicy) -> Result<Keyring> {
+    let cur = current.keyring()?;
+    let nxt = next.keyring()?;
+    let mut reasons = unsigned_rotation_problems(current, next)?;
     let old = next.tally_with(&cur, &nxt.revoked)?;
     if old.valid.len() < current.threshold as usize {
         reasons.push(format!(

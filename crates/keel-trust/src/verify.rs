@@ -133,6 +133,12 @@ pub enum Problem {
         /// Why.
         reason: String,
     },
+    /// `--content` / `--gateway` were asked for but not done: the manifest is not authenticated
+    /// (see [`Report::authenticated`]), so its paths were not read and nothing was fetched.
+    ContentNotChecked {
+        /// Why.
+        reason: String,
+    },
     /// An entry's file has another size.
     EntrySizeMismatch {
         /// Entry path.
@@ -247,6 +253,9 @@ impl fmt::Display for Problem {
             Self::EntryUnreadable { path, reason } => {
                 write!(f, "entry {path}: cannot check: {reason}")
             }
+            Self::ContentNotChecked { reason } => {
+                write!(f, "content not checked: {reason}")
+            }
             Self::EntrySizeMismatch {
                 path,
                 expected,
@@ -332,6 +341,24 @@ impl Report {
             .into(),
         );
         r
+    }
+
+    /// Whether the manifest is authenticated: it parsed, follows its schema, and distinct
+    /// trusted keys reaching the threshold signed it (an invalid signature by another trusted
+    /// key, an expiry or a version floor do not change who wrote it). Only then may its
+    /// entries be read from a directory or fetched from a gateway: a manifest anyone could
+    /// have written must not make the verifier read paths or download sizes of its choosing.
+    pub fn authenticated(&self) -> bool {
+        self.digest.is_some()
+            && self.valid_signatures >= self.threshold as usize
+            && !self.problems.iter().any(|p| {
+                matches!(
+                    p.problem,
+                    Problem::Malformed { .. }
+                        | Problem::InvalidManifest { .. }
+                        | Problem::BelowThreshold { .. }
+                )
+            })
     }
 
     /// Adds a reason for refusal.

@@ -89,6 +89,21 @@ pub enum VerifyError {
         /// keccak of the bytes received.
         got: String,
     },
+    /// An upstream answer repeats an object key: parsers disagree on which value such an answer
+    /// holds, so it is no answer (neither compared, verified nor served).
+    #[error("the answer has a duplicate key at {path}")]
+    DuplicateKey {
+        /// Where, e.g. `result.transactions[3].hash`.
+        path: String,
+    },
+    /// An upstream answer (or a part of one) is not the JSON it should be.
+    #[error("{what} is not valid JSON: {reason}")]
+    BadJson {
+        /// Which part (`the reply`, `result`, `error`).
+        what: String,
+        /// The parser's message.
+        reason: String,
+    },
     /// A hex input (address, key, hash) is not what it should be.
     #[error("invalid {what}: {reason}")]
     BadInput {
@@ -141,7 +156,9 @@ impl VerifyError {
             | Self::ValueMismatch { .. }
             | Self::BadAnswer(_)
             | Self::WrongSubject { .. }
-            | Self::CodeHashMismatch { .. } => true,
+            | Self::CodeHashMismatch { .. }
+            | Self::DuplicateKey { .. }
+            | Self::BadJson { .. } => true,
             Self::BadInput { .. }
             | Self::BadParams { .. }
             | Self::RecordTooLarge { .. }

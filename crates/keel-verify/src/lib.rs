@@ -6,6 +6,8 @@
 //!   proofs) against a trusted state root with [`verify_account_proof`], and code bytes against
 //!   the proven code hash with [`verify_code`]. Built on [`mpt`], a strict Merkle-Patricia proof
 //!   walker that uses every byte it is given.
+//! - [`json`]: strict reading of upstream JSON: an answer whose object keys repeat (at any
+//!   depth) is refused, never compared or served, since parsers disagree on what it holds.
 //! - [`quorum`]: [`canonical`] forms of JSON-RPC results (key order, whitespace, hex case and
 //!   quantity leading zeros never cause disagreement) and the N-of-M [`quorum()`] decision.
 //! - [`pin`]: rewrite `latest` / `safe` / `finalized` / omitted block parameters to one block
@@ -20,6 +22,7 @@
 
 mod error;
 pub mod evidence;
+pub mod json;
 pub mod mpt;
 pub mod pin;
 pub mod proof;

@@ -206,6 +206,15 @@ fn decode_account(value: &[u8], index: usize) -> Result<AccountFields> {
     })
 }
 
+/// Whether a state root commits to no state at all: the empty trie's root (no account exists)
+/// or zero (not a hash). A real chain's header never carries one once any account holds
+/// anything; dev nodes do (anvil's genesis header carries the empty root whatever the genesis
+/// accounts hold, zkSync-style chains put zero there). Proofs against such a root prove only
+/// absence, so a gateway checks values another way.
+pub fn commits_to_no_state(root: &[u8; 32]) -> bool {
+    *root == EMPTY_ROOT || *root == [0; 32]
+}
+
 /// Verifies an `eth_getProof` answer.
 ///
 /// `state_root` must come from a trusted header (a quorum of upstreams or a checkpoint) for the
@@ -234,6 +243,9 @@ fn verify(
     storage_keys: &[[u8; 32]],
     answer: &RawValue,
 ) -> Result<VerifiedAccount> {
+    // An unknown key repeated would pass the typed parse below, and a caller serving the
+    // answer as it came would serve it: refuse it whatever the key.
+    crate::json::check_unique_keys(answer.get(), "result")?;
     let a: Answer =
         serde_json::from_str(answer.get()).map_err(|e| VerifyError::BadAnswer(e.to_string()))?;
     let claimed_address = parse_address(&a.address)?;
@@ -418,6 +430,19 @@ mod tests {
         .unwrap();
         let err = verify_account_proof(&EMPTY_ROOT, &[0; 20], &[], &raw).unwrap_err();
         assert!(matches!(err, VerifyError::BadAnswer(_)), "{err}");
+        assert!(err.is_upstream_fault());
+        // A proof of absence in the empty trie, valid but for a repeated unknown key.
+        let absent = r#"{"address":"0x0000000000000000000000000000000000000000","accountProof":[],"balance":"0x0","codeHash":"0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470","nonce":"0x0","storageHash":"0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421","storageProof":[]"#;
+        let ok = RawValue::from_string(format!("{absent}}}")).unwrap();
+        assert!(verify_account_proof(&EMPTY_ROOT, &[0; 20], &[], &ok).is_ok());
+        let dup = RawValue::from_string(format!(r#"{absent},"x":1,"x":2}}"#)).unwrap();
+        let err = verify_account_proof(&EMPTY_ROOT, &[0; 20], &[], &dup).unwrap_err();
+        assert_eq!(
+            err,
+            VerifyError::DuplicateKey {
+                path: "result.x".into()
+            }
+        );
         assert!(err.is_upstream_fault());
     }
 

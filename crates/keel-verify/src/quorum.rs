@@ -11,9 +11,12 @@
 //!   length: `0x00` and `0x0000` stay different, as do `0x` and `0x00`;
 //! - JSON numbers written in the shortest form (`1.0` → `1`, `1e2` → `100`).
 
-use std::fmt::Write as _;
+use serde_json::value::RawValue;
 
-use serde_json::{Value, value::RawValue};
+use crate::{
+    error::Result,
+    json::{self, Node},
+};
 
 /// Object fields whose hex values are quantities in the Ethereum JSON-RPC spec (blocks,
 /// transactions, receipts, logs, proofs, fee history, withdrawals).
@@ -78,6 +81,9 @@ pub const QUANTITY_METHODS: &[&str] = &[
 
 /// The canonical bytes of `result`, with no knowledge of the method: a bare hex string result
 /// is compared as data (case-insensitive, length kept). Prefer [`canonical_for`].
+///
+/// A value with no canonical form (duplicate keys, nesting deeper than 128) is compared by its
+/// raw bytes here; [`canonical_answer`], which the gateway uses, refuses it instead.
 pub fn canonical(result: &RawValue) -> Vec<u8> {
     canonical_with(result, false)
 }
@@ -91,43 +97,51 @@ pub fn canonical_for(method: &str, result: &RawValue) -> Vec<u8> {
 /// The bytes an upstream's whole answer is compared by: `r` + [`canonical_for`] of a result,
 /// `e` + [`canonical`] of an error, or with `field`, `f` + the canonical form of that field of an
 /// object result (the header quorum compares `stateRoot` alone: honest independent nodes may
-/// differ in hash and timestamp). `None` when there is neither a result nor an error, or the
+/// differ in hash and timestamp). `Ok(None)` when there is neither a result nor an error, or the
 /// field is missing.
+///
+/// Strict where [`canonical`] is lenient: a result or error with a duplicate object key at any
+/// depth is [`crate::VerifyError::DuplicateKey`] (its path starts with `result` or `error`), and one
+/// that is not JSON (or nests deeper than 128) is [`crate::VerifyError::BadJson`]. Such an answer
+/// means different things to different parsers: it is no answer, neither right nor wrong.
 pub fn canonical_answer(
     method: &str,
     field: Option<&str>,
     result: Option<&RawValue>,
     error: Option<&RawValue>,
-) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
+) -> Result<Option<Vec<u8>>> {
+    let mut out = String::new();
     match (field, error, result) {
         (Some(f), None, Some(r)) => {
-            let obj: std::collections::HashMap<String, Box<RawValue>> =
-                serde_json::from_str(r.get()).ok()?;
-            out.push(b'f');
-            out.extend(canonical(obj.get(f)?));
+            let node = json::parse(r.get(), "result")?;
+            let Some(value) = node.get(f) else {
+                return Ok(None);
+            };
+            out.push('f');
+            write_node(&mut out, value, false);
         }
         (_, Some(e), _) => {
-            out.push(b'e');
-            out.extend(canonical(e));
+            let node = json::parse(e.get(), "error")?;
+            out.push('e');
+            write_node(&mut out, &node, false);
         }
         (None, None, Some(r)) => {
-            out.push(b'r');
-            out.extend(canonical_for(method, r));
+            let node = json::parse(r.get(), "result")?;
+            out.push('r');
+            write_node(&mut out, &node, QUANTITY_METHODS.contains(&method));
         }
-        (_, None, None) => return None,
+        (_, None, None) => return Ok(None),
     }
-    Some(out)
+    Ok(Some(out.into_bytes()))
 }
 
 fn canonical_with(result: &RawValue, quantity: bool) -> Vec<u8> {
-    match serde_json::from_str::<Value>(result.get()) {
-        Ok(v) => {
+    match json::parse(result.get(), "result") {
+        Ok(node) => {
             let mut out = String::with_capacity(result.get().len());
-            write_value(&mut out, &v, quantity);
+            write_node(&mut out, &node, quantity);
             out.into_bytes()
         }
-        // Only nesting deeper than serde_json's recursion limit gets here: compare raw bytes.
         Err(_) => result.get().as_bytes().to_vec(),
     }
 }
@@ -153,45 +167,32 @@ fn write_string(out: &mut String, s: &str, quantity: bool) {
     out.push_str(&serde_json::to_string(&canon).unwrap_or_default());
 }
 
-fn write_value(out: &mut String, v: &Value, quantity: bool) {
+fn write_node(out: &mut String, v: &Node, quantity: bool) {
     match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                let _ = write!(out, "{i}");
-            } else if let Some(u) = n.as_u64() {
-                let _ = write!(out, "{u}");
-            } else if let Some(f) = n.as_f64() {
-                if f.fract() == 0.0 && f.abs() < 1e15 {
-                    let _ = write!(out, "{f:.0}");
-                } else {
-                    let _ = write!(out, "{f:?}");
-                }
-            }
-        }
-        Value::String(s) => write_string(out, s, quantity),
-        Value::Array(items) => {
+        Node::Null => out.push_str("null"),
+        Node::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Node::Number(n) => out.push_str(n),
+        Node::String(s) => write_string(out, s, quantity),
+        Node::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                write_value(out, item, quantity);
+                write_node(out, item, quantity);
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
+        // Entries are sorted by key already.
+        Node::Object(entries) => {
             out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
+            for (i, (k, v)) in entries.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
                 write_string(out, k, false);
                 out.push(':');
-                write_value(out, v, QUANTITY_FIELDS.contains(&k.as_str()));
+                write_node(out, v, QUANTITY_FIELDS.contains(&k.as_str()));
             }
             out.push('}');
         }
@@ -325,6 +326,34 @@ mod tests {
         assert_eq!(c(a), c(b));
         assert_ne!(c(a), c(&b.replace("\"0x00\"", "\"0x0\"")));
         assert_eq!(c(r#""plain TEXT""#), r#""plain TEXT""#);
+    }
+
+    #[test]
+    fn answers_with_duplicate_keys_have_no_canonical_form() {
+        let raw = |s: &str| RawValue::from_string(s.to_owned()).unwrap();
+        // Before: the last key won the comparison while the first was served.
+        let liar = raw(r#"{"balance":"0x1","balance":"0x2"}"#);
+        let honest = raw(r#"{"balance":"0x2"}"#);
+        assert!(matches!(
+            canonical_answer("eth_x", None, Some(&liar), None),
+            Err(crate::VerifyError::DuplicateKey { ref path }) if path == "result.balance"
+        ));
+        assert!(canonical_answer("eth_x", None, Some(&honest), None).is_ok());
+        // Only one field compared, but a duplicate anywhere still condemns the answer.
+        let header = raw(r#"{"stateRoot":"0x1","hash":"0x2","hash":"0x3"}"#);
+        assert!(matches!(
+            canonical_answer("eth_getBlockByNumber", Some("stateRoot"), Some(&header), None),
+            Err(crate::VerifyError::DuplicateKey { ref path }) if path == "result.hash"
+        ));
+        let err = raw(r#"{"code":1,"message":"a","message":"b"}"#);
+        assert!(matches!(
+            canonical_answer("eth_x", None, None, Some(&err)),
+            Err(crate::VerifyError::DuplicateKey { ref path }) if path == "error.message"
+        ));
+        assert_eq!(
+            canonical_answer("eth_getBalance", None, Some(&raw(r#""0x01""#)), None).unwrap(),
+            Some(br#"r"0x1""#.to_vec())
+        );
     }
 
     #[test]

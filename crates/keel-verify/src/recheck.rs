@@ -40,18 +40,22 @@ fn canon(record: &EvidenceRecord, a: &UpstreamAnswer) -> Result<Vec<u8>, Recheck
             a.upstream
         )));
     }
-    canonical_answer(
+    match canonical_answer(
         &record.method,
         record.field.as_deref(),
         a.result.as_deref(),
         a.error.as_deref(),
-    )
-    .ok_or_else(|| {
-        Recheck::Unchecked(format!(
+    ) {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(Recheck::Unchecked(format!(
             "{}'s answer holds no comparable result or error",
             a.upstream
-        ))
-    })
+        ))),
+        Err(e) => Err(Recheck::Unchecked(format!(
+            "{}'s answer has no canonical form: {e}",
+            a.upstream
+        ))),
+    }
 }
 
 fn recheck_quorum(record: &EvidenceRecord) -> Recheck {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context;
 use keel_content::importer::AddedEntry;
 use keel_content::unixfs::EntryKind;
-use keel_content::{Blockstore, ImportOptions, ops};
+use keel_content::{AddFlags, Blockstore, ops};
 
 /// Where the store lives.
 #[derive(Debug, clap::Args)]
@@ -37,18 +37,29 @@ pub(crate) enum ContentCommand {
         /// Add directories recursively.
         #[arg(short = 'r', long)]
         recursive: bool,
-        /// CID version (0 or 1); 1 implies --raw-leaves unless given explicitly.
-        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=1))]
-        cid_version: Option<u8>,
+        /// CID version (0 or 1); 1 implies --raw-leaves unless --raw-leaves or --profile
+        /// says otherwise (as in Kubo).
+        #[arg(long)]
+        cid_version: Option<u64>,
         /// Store chunks as raw blocks.
         #[arg(long, num_args = 0..=1, default_missing_value = "true")]
         raw_leaves: Option<bool>,
         /// Chunker, `size-N` (default size-262144).
-        #[arg(long)]
+        #[arg(short = 's', long)]
         chunker: Option<String>,
-        /// CID profile: unixfs-v0-2015 (default) or unixfs-v1-2025.
+        /// CID profile: unixfs-v0-2015 or unixfs-v1-2025, applied as a Kubo config profile
+        /// (the other flags override it).
         #[arg(long)]
         profile: Option<String>,
+        /// Most links per file node (default 174; 1024 with unixfs-v1-2025).
+        #[arg(long)]
+        max_file_links: Option<u64>,
+        /// Hash function; only sha2-256 is supported.
+        #[arg(long)]
+        hash: Option<String>,
+        /// Trickle layout (not supported; refused with a clear error).
+        #[arg(short = 't', long, num_args = 0..=1, default_missing_value = "true")]
+        trickle: Option<bool>,
         /// Only compute CIDs; store nothing.
         #[arg(short = 'n', long)]
         only_hash: bool,
@@ -168,29 +179,25 @@ pub(crate) fn run(cmd: ContentCommand) -> anyhow::Result<ExitCode> {
             raw_leaves,
             chunker,
             profile,
+            max_file_links,
+            hash,
+            trickle,
             only_hash,
             quiet,
             quieter,
             store,
         } => {
-            let mut opts = match &profile {
-                Some(p) => ImportOptions::profile(p)?,
-                None => ImportOptions::default(),
-            };
-            if let Some(v) = cid_version {
-                opts.cid_version = if v == 0 {
-                    keel_content::cid::Version::V0
-                } else {
-                    keel_content::cid::Version::V1
-                };
-                opts.raw_leaves = v == 1;
+            let opts = AddFlags {
+                profile,
+                cid_version,
+                raw_leaves,
+                chunker,
+                max_file_links,
+                hash,
+                trickle: trickle.unwrap_or(false),
+                ..AddFlags::default()
             }
-            if let Some(r) = raw_leaves {
-                opts.raw_leaves = r;
-            }
-            if let Some(c) = &chunker {
-                opts.set_chunker(c)?;
-            }
+            .import_options()?;
             let bs = if only_hash { None } else { Some(store.open()?) };
             let total: u64 = paths
                 .iter()

@@ -8,7 +8,10 @@ use keel_verify::{
     recheck,
 };
 
-use super::{EXIT_FAILURE, complain, say, table};
+use super::{
+    EXIT_FAILURE, complain, say, table,
+    terminal::{printable, printable_json},
+};
 
 /// `keel evidence …`
 #[derive(Debug, clap::Subcommand)]
@@ -75,9 +78,9 @@ fn read(log: &LogArgs) -> anyhow::Result<Listing> {
     for bad in &listing.bad_lines {
         complain(&format!(
             "warning: {} line {}: not a record: {}",
-            dir(log).join(evidence::FILE_NAME).display(),
+            dir(log).join(&bad.file).display(),
             bad.line,
-            bad.reason
+            printable(&bad.reason)
         ));
     }
     if let Some(n) = listing.torn_tail {
@@ -106,7 +109,7 @@ fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         for r in records {
-            say(&serde_json::to_string(r)?);
+            say(&printable_json(&serde_json::to_string(r)?));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -124,16 +127,18 @@ fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
         .map(String::from)
         .to_vec(),
     ];
+    // Methods and reasons come from clients and upstreams; names and times from a file that
+    // anyone able to write the data directory could have edited.
     for r in records {
         rows.push(vec![
             r.id.to_string(),
-            r.time.clone(),
-            r.chain.clone(),
-            r.method.clone(),
+            printable(&r.time),
+            printable(&r.chain),
+            printable(&r.method),
             r.block.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             mode(r).to_owned(),
-            r.minority.join(","),
-            shorten(&r.reason, 80),
+            printable(&r.minority.join(",")),
+            shorten(&printable(&r.reason), 80),
         ]);
     }
     say(&table(rows));
@@ -152,16 +157,16 @@ fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_FAILURE));
     };
     if args.json {
-        say(&serde_json::to_string(record)?);
+        say(&printable_json(&serde_json::to_string(record)?));
         return Ok(ExitCode::SUCCESS);
     }
-    say(&serde_json::to_string_pretty(record)?);
+    say(&printable_json(&serde_json::to_string_pretty(record)?));
     let verdict = match recheck(record) {
         Recheck::Confirmed(why) => format!("re-check: confirmed: {why}"),
         Recheck::Refuted(why) => format!("re-check: REFUTED: {why}"),
         Recheck::Unchecked(why) => format!("re-check: not possible offline: {why}"),
     };
-    say(&verdict);
+    say(&printable(&verdict));
     Ok(ExitCode::SUCCESS)
 }
 

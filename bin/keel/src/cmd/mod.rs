@@ -4,6 +4,7 @@ pub(crate) mod alerts;
 pub(crate) mod content;
 pub(crate) mod evidence;
 pub(crate) mod status;
+pub(crate) mod terminal;
 pub(crate) mod trust;
 pub(crate) mod up;
 

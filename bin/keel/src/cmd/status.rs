@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 use keel_node::StatusReport;
 
-use super::{EXIT_FAILURE, EXIT_NOT_READY, complain, say};
+use super::{
+    EXIT_FAILURE, EXIT_NOT_READY, complain, say,
+    terminal::{printable, printable_json},
+};
 
 /// Arguments of `keel status`.
 #[derive(Debug, clap::Args)]
@@ -44,8 +47,9 @@ pub(crate) fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let report: StatusReport = serde_json::from_str(&text)?;
+    // The report comes from whatever answers at --admin: escape what a terminal would act on.
     if args.json {
-        say(&text);
+        say(&printable_json(&text));
     } else {
         say(&render(&report));
     }
@@ -85,13 +89,13 @@ fn render(r: &StatusReport) -> String {
                     .unwrap_or(0.0)
             };
             rows.push(vec![
-                format!("{} ({})", c.name, c.chain_id),
-                format!(
+                printable(&format!("{} ({})", c.name, c.chain_id)),
+                printable(&format!(
                     "{} {}",
                     f("name").as_str().unwrap_or(""),
                     f("url").as_str().unwrap_or("")
-                ),
-                f("state").as_str().unwrap_or("").to_owned(),
+                )),
+                printable(f("state").as_str().unwrap_or("")),
                 f("head").to_string(),
                 f("lag").to_string(),
                 format!("{:.1}", h("latency_p50_ms")),
@@ -109,7 +113,7 @@ fn render(r: &StatusReport) -> String {
     }
     format!(
         "keel {} — {}\n{}",
-        r.version,
+        printable(&r.version),
         if r.ready { "ready" } else { "NOT READY" },
         super::table(rows)
     )
@@ -157,6 +161,30 @@ mod tests {
             [
                 "degraded", "7", "2", "0.0", "0.0", "25.0", "0.0", "3", "2.00", "from", "5"
             ],
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn text_from_the_admin_listener_is_escaped() {
+        let report: StatusReport = serde_json::from_value(serde_json::json!({
+            "version": "0.1.0\u{1b}]0;x\u{7}",
+            "ready": true,
+            "chains": [{
+                "name": "dev\u{1b}[2J", "chain_id": 1, "head": 9, "ready": true,
+                "upstreams": [{"name": "a\u{202e}b", "url": "http://x", "state": "ok\u{9b}"}],
+            }],
+        }))
+        .expect("report");
+        let table = render(&report);
+        assert!(
+            !table
+                .chars()
+                .any(|c| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{table:?}"
+        );
+        assert!(
+            table.contains("dev\\u{1b}[2J") && table.contains("a\\u{202e}b"),
             "{table}"
         );
     }

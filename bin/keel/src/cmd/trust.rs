@@ -14,9 +14,10 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use keel_trust::key::{self, KeyId};
 use keel_trust::{
-    KdfParams, Keyring, Manifest, ManifestParams, PolicyParams, PublicKey, SecretKey, State,
-    TrustPolicy, VerifyOptions,
+    KdfParams, Keyring, Manifest, ManifestParams, PolicyParams, PolicySummary, PublicKey,
+    RotationChanges, SecretKey, State, TrustPolicy, VerifyOptions,
 };
+use zeroize::Zeroizing;
 
 /// Environment variable holding the private key password (scripts, CI).
 const PASSWORD_ENV: &str = "KEEL_KEY_PASSWORD";
@@ -192,27 +193,40 @@ pub(crate) enum TrustCommand {
         /// New floor for manifest versions (never lowered).
         #[arg(long, default_value_t = 0)]
         min_version: u64,
-        /// Maximum manifest age (humantime).
+        /// Maximum manifest age (humantime); default: the current policy's. It may be
+        /// shortened, never lengthened or removed.
         #[arg(long, value_parser = humantime::parse_duration)]
         max_age: Option<Duration>,
-        /// Sign the new policy with these private keys right away (repeatable).
+        /// Sign the new policy with these private keys right away (repeatable); what the
+        /// rotation changes is shown and confirmed first.
         #[arg(long = "key")]
         sign_keys: Vec<PathBuf>,
         #[command(flatten)]
         password: PasswordArgs,
+        /// Sign without asking for confirmation (the changes are still printed).
+        #[arg(long)]
+        yes: bool,
         /// Output file.
         #[arg(short = 'o', long)]
         output: PathBuf,
     },
-    /// Add signatures to a policy.
+    /// Add signatures to a policy, after showing what it says (a root) or what it changes (a
+    /// rotation, compared with --from) and asking for confirmation.
     Sign {
         /// Policy file, updated in place.
         policy: PathBuf,
+        /// The policy this rotation replaces; required to sign a rotation, so that its changes
+        /// are shown and a rotation that loosens a rule is refused.
+        #[arg(long, value_name = "POLICY")]
+        from: Option<PathBuf>,
         /// Private key file, repeatable.
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
         #[command(flatten)]
         password: PasswordArgs,
+        /// Sign without asking for confirmation (what is signed is still printed).
+        #[arg(long)]
+        yes: bool,
     },
     /// Check a chain of policies from a pinned root and print the current one.
     Verify {
@@ -452,6 +466,7 @@ pub(crate) fn run_trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
             max_age,
             sign_keys,
             password,
+            yes,
             output,
         } => {
             let current = TrustPolicy::read(&from)?;
@@ -479,6 +494,17 @@ pub(crate) fn run_trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
                     now: SystemTime::now(),
                 },
             )?;
+            write!(out, "{}", RotationChanges::between(&current, &next)?)?;
+            if !sign_keys.is_empty() {
+                confirm(
+                    yes,
+                    &format!(
+                        "Sign serial {} with {} key(s)?",
+                        next.serial,
+                        sign_keys.len()
+                    ),
+                )?;
+            }
             for k in open_keys(&sign_keys, &password)? {
                 next.sign(&k)?;
                 writeln!(out, "signed by {} ({})", k.name(), k.id())?;
@@ -498,10 +524,45 @@ pub(crate) fn run_trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
         }
         TrustCommand::Sign {
             policy,
+            from,
             keys,
             password,
+            yes,
         } => {
-            let mut p = TrustPolicy::read(&policy)?;
+            let mut p = TrustPolicy::read(&policy)
+                .with_context(|| format!("trust policy {}", policy.display()))?;
+            match (&from, &p.previous) {
+                (Some(from), _) => {
+                    let current = TrustPolicy::read(from)
+                        .with_context(|| format!("trust policy {}", from.display()))?;
+                    let changes = RotationChanges::between(&current, &p)?;
+                    write!(out, "{changes}")?;
+                    if !changes.refused.is_empty() {
+                        bail!(
+                            "not signing {}: as a successor of {} it is refused whatever its signatures: {}",
+                            policy.display(),
+                            from.display(),
+                            changes.refused.join("; ")
+                        );
+                    }
+                }
+                (None, Some(_)) => bail!(
+                    "{} is a rotation (serial {}); pass --from with the policy it replaces, so \
+                     that what it changes is shown before you sign",
+                    policy.display(),
+                    p.serial
+                ),
+                (None, None) => write!(out, "{}", PolicySummary::of(&p))?,
+            }
+            confirm(
+                yes,
+                &format!(
+                    "Sign {} (serial {}) with {} key(s)?",
+                    policy.display(),
+                    p.serial,
+                    keys.len()
+                ),
+            )?;
             for k in open_keys(&keys, &password)? {
                 let added = p.sign(&k)?;
                 report_signature(&mut out, added, &k)?;
@@ -575,7 +636,23 @@ fn verify_cmd(args: &VerifyArgs, out: &mut impl Write) -> anyhow::Result<ExitCod
     if let Some(m) = &m
         && (content.is_some() || gateway.is_some())
     {
-        if m.cid_profile != CID_PROFILE {
+        // Signatures first: a manifest that is not authenticated names paths and sizes that
+        // anyone could have chosen, so none of them is read and nothing is fetched.
+        if !report.authenticated() {
+            let what = if gateway.is_some() {
+                "nothing was fetched from the gateway"
+            } else {
+                "no file under the content directory was read"
+            };
+            report.warnings.push(
+                keel_trust::Problem::ContentNotChecked {
+                    reason: format!(
+                        "the manifest is not signed by the threshold of trusted keys or breaks its schema (see the errors above), so {what}"
+                    ),
+                }
+                .into(),
+            );
+        } else if m.cid_profile != CID_PROFILE {
             report.push(keel_trust::Problem::InvalidManifest {
                 reason: format!(
                     "cid_profile {:?} is not {CID_PROFILE:?}, the only profile this keel checks content with",
@@ -755,7 +832,30 @@ fn load_chain(root: &Path, chain: &[PathBuf]) -> anyhow::Result<Keyring> {
     Ok(keel_trust::verify_chain(&root, &chain)?)
 }
 
-/// Opens private keys; one password is asked once and tried on every key.
+/// Asks `question` on the terminal (stderr) and reads the answer from stdin, unless `yes`.
+/// Only "y" or "yes" goes on; anything else, or no answer at all, refuses.
+fn confirm(yes: bool, question: &str) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    let mut err = std::io::stderr().lock();
+    write!(err, "{question} [y/N] ")?;
+    err.flush()?;
+    let mut line = String::new();
+    let n = std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the answer from stdin")?;
+    if n == 0 {
+        bail!(
+            "not signed: no answer (stdin is closed); review what is printed above and pass --yes to sign without asking"
+        );
+    }
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => bail!("not signed: declined"),
+    }
+}
+
 /// One line per key that signed (or had already signed) a document.
 fn report_signature(out: &mut impl Write, added: bool, k: &SecretKey) -> std::io::Result<()> {
     let verb = if added {
@@ -766,9 +866,10 @@ fn report_signature(out: &mut impl Write, added: bool, k: &SecretKey) -> std::io
     writeln!(out, "{verb} {} ({})", k.name(), k.id())
 }
 
+/// Opens private keys; one password is asked once and tried on every key.
 fn open_keys(paths: &[PathBuf], password: &PasswordArgs) -> anyhow::Result<Vec<SecretKey>> {
     let mut keys = Vec::new();
-    let mut cached: Option<String> = None;
+    let mut cached: Option<Zeroizing<String>> = None;
     for p in paths {
         let enc =
             keel_trust::EncryptedKey::read(p).with_context(|| format!("key {}", p.display()))?;
@@ -806,32 +907,29 @@ fn open_keys(paths: &[PathBuf], password: &PasswordArgs) -> anyhow::Result<Vec<S
     Ok(keys)
 }
 
+/// A password from `--password-file` (refused when group or others may read it), else `env`,
+/// else a prompt. Every copy is wiped from memory when dropped.
 fn read_password(
     args: &PasswordArgs,
     env: &str,
     prompt: &str,
     confirm: bool,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Zeroizing<String>> {
     if let Some(file) = &args.password_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("password file {}", file.display()))?;
-        let line = text.lines().next().unwrap_or_default().to_owned();
-        if line.is_empty() {
-            bail!("password file {} is empty", file.display());
+        return Ok(key::read_password_file(file)?);
+    }
+    if let Ok(pw) = std::env::var(env) {
+        let pw = Zeroizing::new(pw);
+        if !pw.is_empty() {
+            return Ok(pw);
         }
-        return Ok(line);
     }
-    if let Ok(pw) = std::env::var(env)
-        && !pw.is_empty()
-    {
-        return Ok(pw);
-    }
-    let pw = rpassword::prompt_password(prompt).with_context(|| {
+    let pw = Zeroizing::new(rpassword::prompt_password(prompt).with_context(|| {
         format!("cannot prompt for a password (no terminal?); use --password-file or ${env}")
-    })?;
+    })?);
     if confirm {
-        let again = rpassword::prompt_password("Repeat: ")?;
-        if again != pw {
+        let again = Zeroizing::new(rpassword::prompt_password("Repeat: ")?);
+        if *again != *pw {
             bail!("the two passwords differ");
         }
     }

@@ -127,3 +127,64 @@ fn an_empty_or_torn_log_is_reported_not_fatal() {
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(err.contains("torn by a crash"), "{err}");
 }
+
+/// Whether `s` holds a character a terminal would act on or that reorders or hides text.
+fn unsafe_for_a_terminal(s: &str) -> Option<char> {
+    s.chars().find(|c| {
+        (c.is_control() && *c != '\n')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200b}'..='\u{200f}')
+    })
+}
+
+#[test]
+fn untrusted_text_reaches_the_terminal_escaped() {
+    let data = tempfile::tempdir().unwrap();
+    let log = EvidenceLog::open(&data.path().join("evidence")).unwrap();
+    // A client chose the method, an upstream wrote the reason and the lie.
+    let mut r = quorum_record("devnet", "c\u{1b}[31m", r#""0x11\u001b]0;owned\u0007""#);
+    r.method = "eth_\u{1b}[2J\u{1b}[Hcall".to_owned();
+    r.reason = "bad\u{9b}6n \u{202e}txt.exe \u{7f}".to_owned();
+    log.append(r.clone()).unwrap();
+    drop(log);
+    // A line that is not a record, quoting control characters in its parse error.
+    let path = data.path().join("evidence/evidence.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(br#"{"id":"\u001b[5m"}"#).unwrap();
+    f.write_all(b"\n").unwrap();
+    drop(f);
+
+    for args in [
+        &["evidence", "list"][..],
+        &["evidence", "list", "--json"],
+        &["evidence", "show", "1"],
+        &["evidence", "show", "1", "--json"],
+    ] {
+        let (code, out, err) = keel(data.path(), args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert_eq!(
+            unsafe_for_a_terminal(&out),
+            None,
+            "{args:?} stdout: {out:?}"
+        );
+        assert_eq!(
+            unsafe_for_a_terminal(&err),
+            None,
+            "{args:?} stderr: {err:?}"
+        );
+        assert!(out.contains("eth_"), "{out}");
+    }
+    let (_, out, err) = keel(data.path(), &["evidence", "list"]);
+    assert!(out.contains("eth_\\u{1b}[2J\\u{1b}[Hcall"), "{out}");
+    assert!(out.contains("bad\\u{9b}6n \\u{202e}txt.exe"), "{out}");
+    assert!(out.contains("c\\u{1b}[31m"), "{out}");
+    assert!(err.contains("not a record"), "{err}");
+    // JSON output is still the record, value for value.
+    let (_, out, _) = keel(data.path(), &["evidence", "show", "1", "--json"]);
+    let back: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(back["method"], r.method);
+    assert_eq!(back["reason"], r.reason);
+    assert_eq!(back["minority"][0], "c\u{1b}[31m");
+}

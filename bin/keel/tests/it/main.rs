@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod cli;
+mod content;
 mod evidence;
 mod trust;

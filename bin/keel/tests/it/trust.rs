@@ -8,6 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,11 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// Runs keel with `env` over an environment without any password variable; stdin is closed.
 fn keel_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    keel_input(args, env, None)
+}
+
+/// Runs keel with `env` (as [`keel_env`]) and `input` on stdin (closed when `None`).
+fn keel_input(args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> (i32, String, String) {
     let mut cmd = Command::new(KEEL);
     cmd.args(args)
         .env_remove("KEEL_KEY_PASSWORD")
@@ -25,11 +31,22 @@ fn keel_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         // The test gateway is local; a proxy from the environment must not stand in between.
         .env("NO_PROXY", "127.0.0.1")
         .env("no_proxy", "127.0.0.1")
-        .stdin(Stdio::null());
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
+    let mut child = cmd.spawn().unwrap();
+    if let Some(text) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -315,9 +332,60 @@ fn key_files_modes_passwords_and_change_password() {
     );
     assert_eq!(read_json(&m)["signatures"], serde_json::json!([]));
 
-    // --password-file (first line) works.
+    // A password file that group or others may read is refused, like a key file.
     let pw_file = dir.path().join("pw");
     std::fs::write(&pw_file, format!("{PASSWORD}\nignored\n")).unwrap();
+    std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = sign(&[], &["--password-file", s(&pw_file)]);
+    assert_eq!(code, 1, "{err}");
+    let p = pw_file.display();
+    assert!(
+        err.contains(&format!(
+            "password file {p} is readable by group or others (mode 0644); run `chmod 600 {p}` \
+             and consider the password exposed if others could log in"
+        )),
+        "{err}"
+    );
+    assert_eq!(read_json(&m)["signatures"], serde_json::json!([]));
+    // The same for a new key's password and for change-password's new password.
+    let (code, _, err) = keel_env(
+        &[
+            "key",
+            "new",
+            "bob",
+            "--out",
+            s(&keys),
+            "--kdf-memory-mib",
+            "1",
+            "--password-file",
+            s(&pw_file),
+        ],
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is readable by group or others (mode 0644)"),
+        "{err}"
+    );
+    assert!(!keys.join("bob.key").exists());
+    let (code, _, err) = keel_env(
+        &[
+            "key",
+            "change-password",
+            s(&secret),
+            "--new-password-file",
+            s(&pw_file),
+        ],
+        &[("KEEL_KEY_PASSWORD", PASSWORD)],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is readable by group or others (mode 0644)"),
+        "{err}"
+    );
+
+    // --password-file (first line) works once it is private.
+    std::fs::set_permissions(&pw_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (code, out, err) = sign(&[], &["--password-file", s(&pw_file)]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&format!("signed by alice ({id})")), "{out}");
@@ -515,16 +583,19 @@ fn a_tampered_entry_breaks_every_signature() {
     doc["entries"][0]["cid"] = other.clone();
     write_json(&m, &doc);
 
+    // The signatures are checked first: the files are not read for a manifest nobody signed.
     let (code, report) = f.verify_json(&m, &["--content", &f.file("data")]);
     assert_eq!(code, 1);
     assert_eq!(
         codes(&report, "problems"),
-        [
-            "invalid_signature",
-            "invalid_signature",
-            "below_threshold",
-            "entry_cid_mismatch"
-        ]
+        ["invalid_signature", "invalid_signature", "below_threshold"]
+    );
+    assert_eq!(codes(&report, "warnings"), ["content_not_checked"]);
+    assert_message(
+        &report,
+        "warnings",
+        "content not checked: the manifest is not signed by the threshold of trusted keys or \
+         breaks its schema (see the errors above), so no file under the content directory was read",
     );
     for name in ["alice", "bob"] {
         assert_message(
@@ -536,6 +607,13 @@ fn a_tampered_entry_breaks_every_signature() {
             ),
         );
     }
+
+    // Re-signed as it stands, the changed entry is what the signers approved: the bytes on
+    // disk are then checked against it.
+    f.sign(&m, &["alice", "bob"]);
+    let (code, report) = f.verify_json(&m, &["--content", &f.file("data")]);
+    assert_eq!(code, 1);
+    assert_eq!(codes(&report, "problems"), ["entry_cid_mismatch"]);
     assert_message(
         &report,
         "problems",
@@ -773,7 +851,7 @@ fn rotation_needs_the_old_and_the_new_threshold() {
 
     let trust_sign = |names: &[&str]| {
         let keys: Vec<String> = names.iter().map(|n| f.secret(n)).collect();
-        let mut args = vec!["trust", "sign", next.as_str()];
+        let mut args = vec!["trust", "sign", next.as_str(), "--from", &trust, "--yes"];
         for k in &keys {
             args.extend(["--key", k.as_str()]);
         }
@@ -884,11 +962,17 @@ enum Reply {
 /// A tiny IPFS gateway: `GET /ipfs/CID` answers from the map, anything else is a 404. One
 /// thread per connection; every response closes its connection.
 fn serve(files: Arc<Mutex<HashMap<String, Reply>>>) -> String {
+    serve_counting(files, Arc::new(AtomicUsize::new(0)))
+}
+
+/// [`serve`], counting in `hits` every connection it accepts (before reading anything).
+fn serve_counting(files: Arc<Mutex<HashMap<String, Reply>>>, hits: Arc<AtomicUsize>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
+            hits.fetch_add(1, Ordering::SeqCst);
             let files = files.clone();
             std::thread::spawn(move || answer(conn, &files));
         }
@@ -1021,4 +1105,256 @@ fn gateway_bytes_are_checked_locally() {
         msg.starts_with("entry nested/empty: cannot check: gateway: ") && msg.contains("timed out"),
         "{msg}"
     );
+}
+
+/// The files under `data/` as the gateway serves them (CID → bytes), and the number of entries.
+fn gateway_files(f: &Fixture) -> HashMap<String, Reply> {
+    [
+        "a.txt",
+        "big.bin",
+        "nested/c.txt",
+        "nested/deeper/d.json",
+        "nested/empty",
+    ]
+    .iter()
+    .map(|rel| {
+        let file = f.path("data").join(rel);
+        (
+            content_cid(&file),
+            Reply::Body(std::fs::read(&file).unwrap()),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn signatures_are_checked_before_anything_is_fetched() {
+    let f = Fixture::new(&["mallory"]);
+    let hits = Arc::new(AtomicUsize::new(0));
+    let url = serve_counting(Arc::new(Mutex::new(gateway_files(&f))), hits.clone());
+    let not_fetched = "content not checked: the manifest is not signed by the threshold of \
+                       trusted keys or breaks its schema (see the errors above), so nothing was \
+                       fetched from the gateway";
+
+    // A signed release whose entries a hostile mirror inflated to 1 TiB each.
+    let m = f.release("manifest.json", 3, &["alice", "bob"]);
+    let mut doc = read_json(&m);
+    for e in doc["entries"].as_array_mut().unwrap() {
+        e["size"] = (1u64 << 40).into();
+    }
+    write_json(&m, &doc);
+    let (code, report) = f.verify_json(&m, &["--gateway", &url]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        codes(&report, "problems"),
+        ["invalid_signature", "invalid_signature", "below_threshold"]
+    );
+    assert_eq!(codes(&report, "warnings"), ["content_not_checked"]);
+    assert_message(&report, "warnings", not_fetched);
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the gateway was asked");
+
+    // A manifest signed only by a key outside the policy: the same.
+    let forged = f.release("forged.json", 4, &["mallory"]);
+    let (code, report) = f.verify_json(&forged, &["--gateway", &url]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(codes(&report, "problems"), ["below_threshold"]);
+    assert_eq!(
+        codes(&report, "warnings"),
+        ["unknown_key", "content_not_checked"]
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the gateway was asked");
+
+    // Signed by the threshold, the same gateway is asked once per entry.
+    let good = f.release("good.json", 5, &["alice", "bob"]);
+    let (code, report) = f.verify_json(&good, &["--gateway", &url]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(codes(&report, "warnings"), Vec::<String>::new());
+    assert_eq!(hits.load(Ordering::SeqCst), 5);
+}
+
+/// `keel trust sign POLICY --from FROM --key NAME… EXTRA…` with `input` on stdin.
+fn trust_sign(
+    f: &Fixture,
+    policy: &str,
+    from: Option<&str>,
+    names: &[&str],
+    extra: &[&str],
+    input: Option<&str>,
+) -> (i32, String, String) {
+    let keys: Vec<String> = names.iter().map(|n| f.secret(n)).collect();
+    let mut args = vec!["trust", "sign", policy];
+    if let Some(from) = from {
+        args.extend(["--from", from]);
+    }
+    for k in &keys {
+        args.extend(["--key", k.as_str()]);
+    }
+    args.extend(extra);
+    keel_input(&args, &[("KEEL_KEY_PASSWORD", PASSWORD)], input)
+}
+
+#[test]
+fn trust_sign_shows_what_a_rotation_changes_and_asks_first() {
+    let f = Fixture::new(&["dave"]);
+    let trust = f.file("trust.json");
+    let next = f.file("trust-2.json");
+    let signatures = |p: &str| read_json(p)["signatures"].as_array().unwrap().len();
+
+    // A root policy: its rules are shown before signing.
+    let (code, out, err) = trust_sign(&f, &trust, None, &["alice"], &["--yes"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("trust policy serial 1 (root)"), "{out}");
+    assert!(out.contains("  threshold      2 of 3\n"), "{out}");
+    assert!(
+        out.contains(&format!("  keys           {}, ", f.named("alice"))),
+        "{out}"
+    );
+    assert!(out.contains("  max_age        none\n"), "{out}");
+
+    // alice is revoked, carol leaves, dave joins; the floor rises and a maximum age appears.
+    let out = ok(&[
+        "trust",
+        "rotate",
+        "--from",
+        &trust,
+        "--threshold",
+        "2",
+        &f.public("bob"),
+        &f.public("dave"),
+        "--revoke",
+        &f.public("alice"),
+        "--min-version",
+        "5",
+        "--max-age",
+        "30d",
+        "-o",
+        &next,
+    ]);
+    let expected = [
+        "trust policy rotation: serial 1 → 2".to_owned(),
+        "  threshold      2 of 3 → 2 of 2".to_owned(),
+        format!("  keys added     {}", f.named("dave")),
+        format!(
+            "  keys removed   {}, revoked, {}, not revoked (a later rotation may trust it again)",
+            f.named("alice"),
+            f.named("carol")
+        ),
+        format!("  newly revoked  {}", f.named("alice")),
+        "  min_version    0 → 5 (raised)".to_owned(),
+        "  max_age        none → 2592000s (30d) (added)".to_owned(),
+    ];
+    for line in &expected {
+        assert!(out.contains(&format!("{line}\n")), "no {line:?} in {out}");
+    }
+
+    // A rotation cannot be signed without the policy it replaces.
+    let (code, _, err) = trust_sign(&f, &next, None, &["bob"], &["--yes"], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{next} is a rotation (serial 2); pass --from with the policy it replaces"
+        )),
+        "{err}"
+    );
+    // No answer (stdin closed) or "n": the changes are shown and nothing is signed.
+    for (input, why) in [
+        (None, "not signed: no answer (stdin is closed)"),
+        (Some("n\n"), "not signed: declined"),
+        (Some("\n"), "not signed: declined"),
+    ] {
+        let (code, out, err) = trust_sign(&f, &next, Some(&trust), &["bob"], &[], input);
+        assert_eq!(code, 1, "{out}{err}");
+        for line in &expected {
+            assert!(out.contains(line.as_str()), "no {line:?} in {out}");
+        }
+        assert!(
+            err.contains(&format!("Sign {next} (serial 2) with 1 key(s)? [y/N]")),
+            "{err}"
+        );
+        assert!(err.contains(why), "{err}");
+        assert_eq!(signatures(&next), 0);
+    }
+    let (code, out, err) = trust_sign(&f, &next, Some(&trust), &["bob"], &[], Some("y\n"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("signed by {}", f.named("bob"))),
+        "{out}"
+    );
+    assert_eq!(signatures(&next), 1);
+    let (code, _, err) = trust_sign(
+        &f,
+        &next,
+        Some(&trust),
+        &["carol", "dave"],
+        &["--yes"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = keel(&["trust", "verify", &trust, &next]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // The maximum age may only shrink: rotate refuses a longer one.
+    let third = f.file("trust-3.json");
+    let (code, _, err) = keel(&[
+        "trust",
+        "rotate",
+        "--from",
+        &next,
+        "--threshold",
+        "1",
+        &f.public("bob"),
+        "--max-age",
+        "365d",
+        "-o",
+        &third,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "trust policy rotation to serial 3 rejected: lengthens max_age_seconds from \
+             2592000s (30d) to 31536000s (365d): the maximum age may be shortened, never lengthened"
+        ),
+        "{err}"
+    );
+    assert!(!Path::new(&third).exists());
+
+    // A rotation edited by hand to trust alice again and lower the floor: shown, refused,
+    // not signed; and refused by verify whoever signs it.
+    ok(&[
+        "trust",
+        "rotate",
+        "--from",
+        &next,
+        "--threshold",
+        "1",
+        &f.public("bob"),
+        "-o",
+        &third,
+    ]);
+    let mut doc = read_json(&third);
+    doc["revoked"] = serde_json::json!([]);
+    let alice = read_json(&trust)["keys"][0].clone();
+    assert_eq!(alice["name"], "alice");
+    doc["keys"].as_array_mut().unwrap().push(alice);
+    doc["min_version"] = 1.into();
+    write_json(&third, &doc);
+    let (code, out, err) = trust_sign(&f, &third, Some(&next), &["bob"], &["--yes"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    let unrevoke = format!(
+        "un-revokes key {}: revocations are permanent, a revoked key must stay in `revoked`",
+        f.id("alice")
+    );
+    assert!(out.contains(&format!("  REFUSED: {unrevoke}\n")), "{out}");
+    assert!(out.contains("  min_version    5 → 1 (LOWERED)"), "{out}");
+    assert!(
+        err.contains(&format!(
+            "not signing {third}: as a successor of {next} it is refused whatever its signatures: {unrevoke}; \
+             lowers min_version from 5 to 1: the version floor never goes down"
+        )),
+        "{err}"
+    );
+    assert_eq!(signatures(&third), 0);
+    let (code, _, err) = keel(&["trust", "verify", &trust, &next, &third]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&unrevoke), "{err}");
 }

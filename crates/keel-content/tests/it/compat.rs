@@ -1,7 +1,7 @@
 //! CID compatibility against npm `ipfs-unixfs-importer` (pinned in tests/js/package.json).
 
 use keel_content::importer::{NullSink, import_path};
-use keel_content::{ImportOptions, cid_of_file};
+use keel_content::{AddFlags, ImportOptions, cid_of_file};
 use serde_json::json;
 
 use crate::support::{data, reference_cids, write};
@@ -119,6 +119,81 @@ fn multi_level_trees_small_chunks() {
         }
     }
     check_files(&files, &configs);
+}
+
+/// Every combination of the DAG-shaping `add` flags, turned into import options by
+/// [`AddFlags::import_options`] (what the CLI and the RPC both call), gives the CID the
+/// reference importer gives for the same profile and overrides.
+#[test]
+fn add_flag_combinations_match_reference() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Two chunks at the default chunk size, several levels at size-1000 with 3 links.
+    let files = [
+        write(dir.path(), "small", &data(5000, 41)),
+        write(dir.path(), "two-chunks", &data(K + 7, 42)),
+    ];
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for f in add_flag_matrix() {
+        let o = f.import_options().expect("accepted flags");
+        // With a profile the reference merges overrides itself; without one it has no
+        // "CIDv1 implies raw leaves" rule (a Kubo CLI rule), so it gets the merged options.
+        let js = match &f.profile {
+            Some(p) => {
+                let mut v = json!({ "profile": p, "hamtThreshold": o.hamt_threshold });
+                if let Some(c) = f.cid_version {
+                    v["cidVersion"] = json!(c);
+                }
+                if let Some(r) = f.raw_leaves {
+                    v["rawLeaves"] = json!(r);
+                }
+                if f.chunker.is_some() {
+                    v["chunkSize"] = json!(o.chunk_size);
+                }
+                if let Some(n) = f.max_file_links {
+                    v["maxLinks"] = json!(n);
+                }
+                v
+            }
+            None => js_opts(&o, None),
+        };
+        for p in &files {
+            cases.push(json!({ "path": p, "dir": false, "options": js }));
+            ours.push((
+                format!("{} {f:?}", p.display()),
+                cid_of_file(p, &o).expect("keel import").to_string(),
+            ));
+        }
+    }
+    let theirs = reference_cids(&json!(cases));
+    assert_eq!(theirs.len(), ours.len());
+    for ((what, ours), theirs) in ours.iter().zip(&theirs) {
+        assert_eq!(ours, theirs, "CID mismatch for {what}");
+    }
+}
+
+/// Profile × CID version × raw leaves × chunker × links per node, each given or not.
+fn add_flag_matrix() -> Vec<AddFlags> {
+    let mut out = Vec::new();
+    for profile in [None, Some("unixfs-v0-2015"), Some("unixfs-v1-2025")] {
+        for cid_version in [None, Some(0), Some(1)] {
+            for raw_leaves in [None, Some(true), Some(false)] {
+                for chunker in [None, Some("size-1000")] {
+                    for max_file_links in [None, Some(3)] {
+                        out.push(AddFlags {
+                            profile: profile.map(str::to_owned),
+                            cid_version,
+                            raw_leaves,
+                            chunker: chunker.map(str::to_owned),
+                            max_file_links,
+                            ..AddFlags::default()
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 #[test]

@@ -337,8 +337,9 @@ async fn small_files_are_served_from_the_verified_cache() {
         (p.status, body.as_slice()),
         (StatusCode::OK, &b"cached bytes"[..])
     );
-    // Once verified and cached, the bytes come from memory: remove the block file to prove it.
-    std::fs::remove_file(f.bs.block_path(&small)).expect("rm");
+    // Once verified and cached, the bytes come from memory: damage the block file to prove it
+    // (the cache only checks that the block is still stored).
+    std::fs::write(f.bs.block_path(&small), b"damaged byte").expect("damage");
     let req = Request::get(&uri)
         .header(header::RANGE, "bytes=7-")
         .body(Body::empty())
@@ -354,12 +355,145 @@ async fn small_files_are_served_from_the_verified_cache() {
         (p.status, body.as_slice()),
         (StatusCode::OK, &b"cached bytes"[..])
     );
-    // A fresh router (empty cache) sees that the block is gone.
+    // A fresh router (empty cache) reads the block and refuses it.
     let fresh = gateway_router(&ContentConfig::default(), f.bs.clone());
     assert_eq!(
         send(&fresh, get(&uri)).await.0.status,
-        StatusCode::NOT_FOUND
+        StatusCode::INTERNAL_SERVER_ERROR
     );
+}
+
+/// Content removed by `pin rm` and a garbage collection is no longer served, also not from
+/// the in-memory cache of small files, whoever ran the collection.
+#[tokio::test]
+async fn cached_files_are_gone_after_pin_rm_and_gc() {
+    let f = fixture(ContentConfig::default());
+    let t = tempfile::tempdir().expect("tmp");
+    let p = write(t.path(), "small.txt", b"collect me");
+    let small = ops::add_path(
+        Some(&f.bs),
+        &p,
+        false,
+        &ImportOptions::cid_v1(),
+        &|_| {},
+        &mut |_| {},
+    )
+    .expect("add")
+    .cid;
+    for uri in [
+        format!("/ipfs/{small}"),
+        format!("/ipfs/{small}?format=raw"),
+    ] {
+        let (p, body) = send(&f.app, get(&uri)).await;
+        assert_eq!(
+            (p.status, body.as_slice()),
+            (StatusCode::OK, &b"collect me"[..])
+        );
+    }
+    // A GC through another handle on the store (as `keel content gc` in another process).
+    let other = Blockstore::open(f.bs.root().parent().expect("data dir")).expect("open");
+    assert!(other.unpin(&small).expect("unpin"));
+    let removed = keel_content::gc::gc(&other).expect("gc").removed;
+    assert!(
+        removed.iter().any(|c| c.hash() == small.hash()),
+        "{removed:?}"
+    );
+    for uri in [
+        format!("/ipfs/{small}"),
+        format!("/ipfs/{small}?format=raw"),
+    ] {
+        let (p, body) = send(&f.app, get(&uri)).await;
+        assert_eq!(
+            p.status,
+            StatusCode::NOT_FOUND,
+            "{uri}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+/// Identity CIDs carry their bytes in the URL: a link author could make them any HTML page.
+/// They are never served as HTML (or by their name's extension) on the gateway's origin.
+#[tokio::test]
+async fn identity_cids_are_never_served_as_html() {
+    use cid::multihash::Multihash;
+    use keel_content::block::{DAG_PB, RAW};
+    use keel_content::pb::{DataType, PbLink, UnixFsData, encode_node};
+
+    let f = fixture(ContentConfig::default());
+    let identity = |codec: u64, bytes: &[u8]| {
+        cid::Cid::new_v1(codec, Multihash::<64>::wrap(0x00, bytes).expect("fits"))
+    };
+    // keel's CIDs hold digests of up to 64 bytes: enough for a page that loads any script.
+    let page = b"<html><script src=//e.example/x></script>";
+    let unixfs = |kind: DataType, data: Option<Vec<u8>>| {
+        UnixFsData {
+            kind,
+            filesize: data.as_ref().map(|d| d.len() as u64),
+            data,
+            blocksizes: Vec::new(),
+            hash_type: None,
+            fanout: None,
+        }
+        .encode()
+    };
+    let raw_page = identity(RAW, page);
+    let pb_page = identity(
+        DAG_PB,
+        &encode_node(&[], Some(&unixfs(DataType::File, Some(page.to_vec())))),
+    );
+    // A stored plain-text file, and identity directories naming things `*.html`.
+    let text = ops::add_path(
+        Some(&f.bs),
+        &write(f._t.path(), "plain.txt", b"just text"),
+        false,
+        &ImportOptions::cid_v1(),
+        &|_| {},
+        &mut |_| {},
+    )
+    .expect("add")
+    .cid;
+    let link = |name: &str, cid: cid::Cid| PbLink {
+        cid,
+        name: name.to_owned(),
+        tsize: 10,
+    };
+    let dir_data = unixfs(DataType::Directory, None);
+    let named = identity(
+        DAG_PB,
+        &encode_node(&[link("t.html", text)], Some(&dir_data)),
+    );
+    let tiny = identity(RAW, b"<b>hi</b>");
+    let site = identity(
+        DAG_PB,
+        &encode_node(&[link("index.html", tiny)], Some(&dir_data)),
+    );
+    for (uri, expect) in [
+        (format!("/ipfs/{raw_page}"), "application/octet-stream"),
+        (format!("/ipfs/{pb_page}"), "application/octet-stream"),
+        (format!("/ipfs/{site}/"), "application/octet-stream"),
+        (
+            format!("/ipfs/{site}/index.html"),
+            "application/octet-stream",
+        ),
+        // Stored bytes under a name from the URL: typed by their content, not the name.
+        (format!("/ipfs/{named}/t.html"), "text/plain; charset=utf-8"),
+    ] {
+        // Twice: the second answer may come from the cache.
+        for _ in 0..2 {
+            let (p, _) = send(&f.app, get(&uri)).await;
+            assert_eq!(p.status, StatusCode::OK, "{uri}");
+            assert_eq!(p.headers[header::CONTENT_TYPE], expect, "{uri}");
+            assert_eq!(
+                p.headers[header::X_CONTENT_TYPE_OPTIONS],
+                "nosniff",
+                "{uri}"
+            );
+        }
+    }
+    // Stored HTML is still HTML.
+    let (p, _) = send(&f.app, get(&format!("/ipfs/{}/sub/", f.dir))).await;
+    assert_eq!(p.headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@ mod compat;
 mod corruption;
 mod gateway;
 mod gc;
+mod hostile_dag;
 mod roundtrip;
 mod rpc;
 mod support;
+mod uploads;

@@ -76,3 +76,17 @@ pub(crate) fn car_check(car: &Path) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("json")
 }
+
+/// Temp files under the store's `tmp/` (each open store keeps its own directory there, with
+/// the `lock` file it holds while open).
+pub(crate) fn temp_files(store_root: &Path) -> usize {
+    fn count(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .expect("read tmp")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.file_name().is_some_and(|n| n != "lock"))
+            .map(|p| if p.is_dir() { count(&p) } else { 1 })
+            .sum()
+    }
+    count(&store_root.join("tmp"))
+}

@@ -3,7 +3,9 @@
 // Input: a JSON file (argv[2]) with [{ "path": "...", "dir": bool, "options": {...} }, ...].
 // options: { "profile": "unixfs-v0-2015" | "unixfs-v1-2025" } or
 //          { "cidVersion": 0|1, "rawLeaves": bool, "chunkSize": N, "maxLinks": N };
-//          either may add "hamtThreshold": N (shardSplitThresholdBytes).
+//          either may add "hamtThreshold": N (shardSplitThresholdBytes). With a profile,
+//          cidVersion, rawLeaves, chunkSize and maxLinks (each optional) override it, as the
+//          importer merges them.
 // Output (stdout): a JSON array of root CID strings, one per case, in order.
 import { importer } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
@@ -15,7 +17,14 @@ const blackhole = { put: async (cid) => cid }
 
 function importerOptions (o) {
   const shard = o.hamtThreshold != null ? { shardSplitThresholdBytes: o.hamtThreshold } : {}
-  if (o.profile != null) return { profile: o.profile, ...shard }
+  if (o.profile != null) {
+    const overrides = {}
+    if (o.cidVersion != null) overrides.cidVersion = o.cidVersion
+    if (o.rawLeaves != null) overrides.rawLeaves = o.rawLeaves
+    if (o.chunkSize != null) overrides.chunker = fixedSize({ chunkSize: o.chunkSize })
+    if (o.maxLinks != null) overrides.layout = balanced({ maxChildrenPerNode: o.maxLinks })
+    return { profile: o.profile, ...shard, ...overrides }
+  }
   return {
     ...shard,
     cidVersion: o.cidVersion,

@@ -4,17 +4,22 @@
 use std::{sync::Arc, time::Instant};
 
 use keel_chain::{Need, Upstream};
-use keel_verify::evidence::{EvidenceRecord, Mode, UpstreamAnswer};
+use keel_config::VerifyMode;
+use keel_verify::{
+    evidence::{EvidenceRecord, Mode, UpstreamAnswer},
+    pin::Pin,
+};
 use serde_json::value::RawValue;
 
 use super::{
-    body_for, failed, pin, pins,
+    Check, KnownRoot, body_for, failed, malformed, pin, pins,
     quorum::{self, FanOut, Question},
+    unverifiable,
 };
 use crate::{
     Ctx,
     forward::{self, Outcome, Served},
-    jsonrpc::{self, Reply, Request, code},
+    jsonrpc::{self, Request, code},
     metrics::RootLabels,
 };
 
@@ -53,9 +58,25 @@ fn query(req: &Request<'_>) -> Result<Query, String> {
     Ok(Query { address, slots })
 }
 
-/// Proof mode; returns what was served and the upstream calls beyond the first.
-pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) -> (Served, u64) {
-    let invalid = |m: String, out: &mut Vec<u8>| (failed(req, code::INVALID_PARAMS, &m, out), 0);
+/// Proof mode; returns what was served, the upstream calls beyond the first, and the mode that
+/// answered (quorum when no proof can be had, see [`no_proof_here`]).
+pub(super) async fn read(
+    ctx: &Ctx<'_>,
+    req: &Request<'_>,
+    check: Check,
+    out: &mut Vec<u8>,
+) -> (Served, u64, VerifyMode) {
+    let invalid = |m: String, out: &mut Vec<u8>| {
+        (
+            failed(req, code::INVALID_PARAMS, &m, out),
+            0,
+            VerifyMode::Proof,
+        )
+    };
+    let by_quorum = async |out: &mut Vec<u8>, extra: u64| {
+        let (served, more) = quorum::read(ctx, req, check, out).await;
+        (served, extra + more, VerifyMode::Quorum)
+    };
     let q = match query(req) {
         Ok(q) => q,
         Err(e) => return invalid(e, out),
@@ -75,21 +96,38 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
     };
     // The block: the client's explicit number, else the tag pinned.
     let block = match pin(req, &pins(ctx.chain)) {
-        Ok(Some(p)) => p.block,
-        Ok(None) => match explicit_block(req) {
-            Some(b) => b,
-            // `earliest`, `pending`, a hash, or a tag no upstream reports: not provable here.
-            None => return quorum::read(ctx, req, out).await,
-        },
+        Ok(Pin::Pinned(p)) => p.block,
+        Ok(Pin::Fixed { block: Some(b) }) => b,
+        Ok(Pin::Moving { block }) => {
+            let (served, extra) = unverifiable(ctx, req, check, &block, out).await;
+            return (served, extra, VerifyMode::Proof);
+        }
+        // A block hash: not provable here.
+        Ok(Pin::Fixed { block: None } | Pin::NoBlock) => return by_quorum(out, 0).await,
         Err(e) => return invalid(e, out),
     };
     let block_hex = format!("{block:#x}");
     // 1. The trusted state root.
-    let mut root = match trusted_root(ctx, block).await {
+    let mut root = match trusted_root(ctx, block, check).await {
         Ok(r) => r,
-        Err(e) => return (failed(req, e.code, &e.message, out), e.calls),
+        Err(e) if e.split => {
+            // The upstreams answered for this block but do not share its header.
+            no_proof_here(ctx, block, "the upstreams disagree on its state root");
+            return by_quorum(out, e.calls).await;
+        }
+        Err(e) => {
+            return (
+                failed(req, e.code, &e.message, out),
+                e.calls,
+                VerifyMode::Proof,
+            );
+        }
     };
     let mut extra = root.calls;
+    if keel_verify::proof::commits_to_no_state(&root.root) {
+        no_proof_here(ctx, block, "its header commits to no state");
+        return by_quorum(out, extra).await;
+    }
     // 2. eth_getProof from one upstream at a time until one verifies.
     let slots = keys
         .iter()
@@ -105,6 +143,8 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
     };
     let proof_body = body_for("eth_getProof", &proof_params);
     let mut tried: Vec<usize> = Vec::new();
+    // Upstreams that said they do not serve eth_getProof at all.
+    let mut unsupported = 0;
     let mut last = String::from("no upstream could serve eth_getProof");
     while Instant::now() < ctx.deadline {
         let Some(up) = ctx.chain.select(Need::Block(block), &tried) else {
@@ -119,13 +159,18 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                 continue;
             }
         };
-        let Ok(reply) = serde_json::from_slice::<Reply<'_>>(&resp) else {
-            last = format!("{}: not a JSON-RPC answer", up.name());
-            continue;
+        let reply = match keel_verify::json::reply(&resp) {
+            Ok(r) => r,
+            Err(e) => {
+                malformed(&up, check, &e);
+                last = format!("{}: {e}", up.name());
+                continue;
+            }
         };
         let Some(result) = reply.result.filter(|_| reply.error.is_none()) else {
             if let Some(err) = reply.error {
                 forward::lacks_it(ctx.chain, &up, Need::Block(block), err);
+                unsupported += usize::from(method_unsupported(err));
             }
             last = format!(
                 "{}: eth_getProof failed: {}",
@@ -144,9 +189,15 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
             // A remembered or observed root may predate a reorg: check against a freshly
             // fetched one before blaming.
             ctx.verifier.forget_root(ctx.chain, block);
-            root = match fresh_root(ctx, block).await {
+            root = match fresh_root(ctx, block, check).await {
                 Ok(r) => r,
-                Err(e) => return (failed(req, e.code, &e.message, out), extra + e.calls),
+                Err(e) => {
+                    return (
+                        failed(req, e.code, &e.message, out),
+                        extra + e.calls,
+                        VerifyMode::Proof,
+                    );
+                }
             };
             extra += root.calls;
             checked = keel_verify::verify_account_proof(&root.root, &address, &keys, result);
@@ -158,6 +209,7 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                 if e.is_upstream_fault() {
                     proof_evidence(
                         ctx,
+                        check,
                         "eth_getProof",
                         &proof_params,
                         block,
@@ -174,7 +226,7 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
         let value = match req.method.as_str() {
             // Every value the answer claims was checked: serve it as it came.
             "eth_getProof" => {
-                ctx.verifier.clear(ctx.chain, &up);
+                ctx.verifier.clear(ctx.chain, &up, check);
                 jsonrpc::write_answer(out, req.id, "result", result);
                 return (
                     Served {
@@ -185,6 +237,7 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                         fallback: None,
                     },
                     extra.saturating_sub(1),
+                    VerifyMode::Proof,
                 );
             }
             "eth_getBalance" => account.balance_quantity(),
@@ -207,7 +260,7 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                 };
                 extra += 1;
                 match fetch_code(&up, &code_params, ctx.deadline).await {
-                    Some((raw, bytes)) => {
+                    Ok((raw, bytes)) => {
                         match keel_verify::verify_code(&account.code_hash, &bytes) {
                             Ok(()) => raw,
                             Err(e) => {
@@ -216,6 +269,7 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                                     let reason = e.to_string();
                                     proof_evidence(
                                         ctx,
+                                        check,
                                         "eth_getCode",
                                         &code_params,
                                         block,
@@ -230,14 +284,17 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                             }
                         }
                     }
-                    None => {
-                        last = format!("{}: eth_getCode failed", up.name());
+                    Err(why) => {
+                        if let CodeError::Malformed(e) = &why {
+                            malformed(&up, check, e);
+                        }
+                        last = format!("{}: eth_getCode failed: {why}", up.name());
                         continue;
                     }
                 }
             }
         };
-        ctx.verifier.clear(ctx.chain, &up);
+        ctx.verifier.clear(ctx.chain, &up, check);
         let Ok(raw) = RawValue::from_string(format!("\"{value}\"")) else {
             continue;
         };
@@ -251,7 +308,14 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                 fallback: None,
             },
             extra.saturating_sub(1),
+            VerifyMode::Proof,
         );
+    }
+    if unsupported > 0 && unsupported == tried.len() && !root.trusted_source {
+        // No upstream serves proofs at all (a dev node such as Hardhat): there is nothing to
+        // check against the root the same upstreams agreed on.
+        no_proof_here(ctx, block, "no upstream serves eth_getProof");
+        return by_quorum(out, extra.saturating_sub(1)).await;
     }
     (
         failed(
@@ -261,7 +325,39 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
             out,
         ),
         extra.saturating_sub(1),
+        VerifyMode::Proof,
     )
+}
+
+/// Logs (at debug: on dev nodes it is every read) that a proof-mode read of `block` is
+/// checked by quorum instead, and why.
+fn no_proof_here(ctx: &Ctx<'_>, block: u64, why: &str) {
+    tracing::debug!(
+        chain = ctx.chain.name(),
+        block,
+        why,
+        "no proof can be had for this block: the value is checked by quorum"
+    );
+}
+
+/// Whether a JSON-RPC error says the method does not exist on that node (-32601, or the
+/// wordings of Hardhat "Method eth_getProof is not supported", geth "the method ... does not
+/// exist/is not available", and "not implemented").
+fn method_unsupported(err: &RawValue) -> bool {
+    let Ok(e) = serde_json::from_str::<crate::jsonrpc::ErrorObject>(err.get()) else {
+        return false;
+    };
+    let m = e.message.to_ascii_lowercase();
+    e.code == -32601
+        || [
+            "not supported",
+            "unsupported",
+            "does not exist",
+            "not implemented",
+            "method not found",
+        ]
+        .iter()
+        .any(|w| m.contains(w))
 }
 
 /// Why no trusted state root could be had.
@@ -270,6 +366,9 @@ struct RootError {
     message: String,
     /// Upstream calls made trying.
     calls: u64,
+    /// The upstreams answered for the block but no quorum agreed on its root (no header
+    /// source is configured): they do not share the block.
+    split: bool,
 }
 
 /// A trusted state root.
@@ -281,12 +380,15 @@ struct Root {
     /// by the head tracker): it may predate a reorg, so a proof failing it is re-checked
     /// against a fresh one before anyone is blamed.
     cached: bool,
+    /// It came from a source trusted more than the upstreams that serve proofs (a checkpoint
+    /// or the header source), not from a quorum of them.
+    trusted_source: bool,
 }
 
 /// The trusted state root of `block`: a configured checkpoint, one agreed recently (see
 /// `Verifier::cached_root`), one the head tracker saw reported (see [`observed_root`]), or a
 /// fresh one; the last two are then remembered.
-async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
+async fn trusted_root(ctx: &Ctx<'_>, block: u64, check: Check) -> Result<Root, RootError> {
     let cfg = &ctx.chain.config().verify;
     // A root had without an upstream call.
     let known = |root, cached, source| {
@@ -295,6 +397,7 @@ async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
             root,
             calls: 0,
             cached,
+            trusted_source: source == "checkpoint" || cfg.header_source.is_some(),
         }
     };
     if let Some(cp) = cfg.checkpoints.iter().find(|c| c.block == block) {
@@ -304,16 +407,27 @@ async fn trusted_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
                 code: code::INTERNAL,
                 message: format!("checkpoint {block}: {e}"),
                 calls: 0,
+                split: false,
             });
     }
-    if let Some(root) = ctx.verifier.cached_root(ctx.chain, block) {
-        return Ok(known(root, true, "remembered"));
+    match ctx.verifier.cached_root(ctx.chain, block) {
+        Some(KnownRoot::Root(root)) => return Ok(known(root, true, "remembered")),
+        Some(KnownRoot::Split) => {
+            return Err(RootError {
+                code: code::VERIFICATION_FAILED,
+                message: format!("state root: the upstreams disagree on block {block:#x}"),
+                calls: 0,
+                split: true,
+            });
+        }
+        None => {}
     }
     if let Some(root) = observed_root(ctx, block) {
-        ctx.verifier.cache_root(ctx.chain, block, root);
+        ctx.verifier
+            .cache_root(ctx.chain, block, KnownRoot::Root(root));
         return Ok(known(root, true, "observed"));
     }
-    fresh_root(ctx, block).await
+    fresh_root(ctx, block, check).await
 }
 
 /// Counts a root taken from `source` (see [`RootLabels`]).
@@ -344,27 +458,40 @@ fn observed_root(ctx: &Ctx<'_>, block: u64) -> Option<[u8; 32]> {
     }
 }
 
-/// A state root fetched now ([`fetch_root`]), then remembered.
-async fn fresh_root(ctx: &Ctx<'_>, block: u64) -> Result<Root, RootError> {
-    let (root, calls) = fetch_root(ctx, block).await?;
-    ctx.verifier.cache_root(ctx.chain, block, root);
+/// A state root fetched now ([`fetch_root`]), then remembered; a split (no quorum of upstreams
+/// agreeing on it) is remembered too, as long as a root would be, so that reads of a block the
+/// upstreams do not share do not ask for its header (and record the split) every time.
+async fn fresh_root(ctx: &Ctx<'_>, block: u64, check: Check) -> Result<Root, RootError> {
+    let (root, calls) = match fetch_root(ctx, block, check).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.split {
+                ctx.verifier.cache_root(ctx.chain, block, KnownRoot::Split);
+            }
+            return Err(e);
+        }
+    };
+    ctx.verifier
+        .cache_root(ctx.chain, block, KnownRoot::Root(root));
     count_root(ctx, "fetched");
     Ok(Root {
         root,
         calls,
         cached: false,
+        trusted_source: ctx.chain.config().verify.header_source.is_some(),
     })
 }
 
 /// The state root of `block` and the upstream calls made to get it: from the configured
 /// `header_source` upstream (one call), or the `stateRoot` a quorum of upstreams agree on.
-async fn fetch_root(ctx: &Ctx<'_>, block: u64) -> Result<([u8; 32], u64), RootError> {
+async fn fetch_root(ctx: &Ctx<'_>, block: u64, check: Check) -> Result<([u8; 32], u64), RootError> {
     let cfg = &ctx.chain.config().verify;
     let block_hex = format!("{block:#x}");
     let fail = |code: i64, message: String, calls: u64| RootError {
         code,
         message,
         calls,
+        split: false,
     };
     let header_params = RawValue::from_string(format!("[\"{block_hex}\",false]"))
         .map_err(|_| fail(code::INTERNAL, "internal error".to_owned(), 0))?;
@@ -384,10 +511,13 @@ async fn fetch_root(ctx: &Ctx<'_>, block: u64) -> Result<([u8; 32], u64), RootEr
             )
             .await
             .map_err(|e| fail(code::NO_HEALTHY_UPSTREAM, format!("state root: {e}"), 1))?;
-        return state_root(&body).map(|r| (r, 1)).ok_or_else(|| {
+        return state_root(&body).map(|r| (r, 1)).map_err(|why| {
+            if let HeaderError::Malformed(e) = &why {
+                malformed(up, check, e);
+            }
             fail(
                 code::VERIFICATION_FAILED,
-                format!("verification failed: the header source {name} gave no state root for block {block_hex}"),
+                format!("verification failed: the header source {name} gave no state root for block {block_hex}: {why}"),
                 1,
             )
         });
@@ -399,6 +529,7 @@ async fn fetch_root(ctx: &Ctx<'_>, block: u64) -> Result<([u8; 32], u64), RootEr
         block: Some(block),
         need: Need::Block(block),
         may_fall_back: false,
+        check,
     };
     match quorum::fan_out(ctx, &question).await {
         FanOut::Agreed {
@@ -408,10 +539,10 @@ async fn fetch_root(ctx: &Ctx<'_>, block: u64) -> Result<([u8; 32], u64), RootEr
             ..
         } => state_root(&answers[index].body)
             .map(|r| (r, asked as u64))
-            .ok_or_else(|| {
+            .map_err(|why| {
                 fail(
                     code::VERIFICATION_FAILED,
-                    format!("verification failed: no state root for block {block_hex}"),
+                    format!("verification failed: no state root for block {block_hex}: {why}"),
                     asked as u64,
                 )
             }),
@@ -419,31 +550,50 @@ async fn fetch_root(ctx: &Ctx<'_>, block: u64) -> Result<([u8; 32], u64), RootEr
             code,
             message,
             asked,
+            split,
             ..
-        } => Err(fail(code, format!("state root: {message}"), asked as u64)),
+        } => Err(RootError {
+            split,
+            ..fail(code, format!("state root: {message}"), asked as u64)
+        }),
     }
 }
 
-/// The block number of an explicit (hex number) block param of a provable method.
-fn explicit_block(req: &Request<'_>) -> Option<u64> {
-    let idx = keel_verify::pin::block_param_index(&req.method)?;
-    let list: Vec<&RawValue> = serde_json::from_str(req.params?.get()).ok()?;
-    let s: String = serde_json::from_str(list.get(idx)?.get()).ok()?;
-    u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
+/// Why a header gave no state root.
+#[derive(Debug, thiserror::Error)]
+enum HeaderError {
+    /// Not a reply, or one with repeated keys.
+    #[error("{0}")]
+    Malformed(keel_verify::VerifyError),
+    /// No block, or a block without a valid `stateRoot`.
+    #[error("the answer holds no stateRoot")]
+    Missing,
 }
 
-fn state_root(body: &[u8]) -> Option<[u8; 32]> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Header {
-        state_root: String,
+fn state_root(body: &[u8]) -> Result<[u8; 32], HeaderError> {
+    let reply = keel_verify::json::reply(body).map_err(HeaderError::Malformed)?;
+    let header = keel_verify::json::parse(reply.result.map_or("null", RawValue::get), "result")
+        .map_err(HeaderError::Malformed)?;
+    match header.get("stateRoot") {
+        Some(keel_verify::json::Node::String(r)) => {
+            keel_verify::proof::parse_hash(r).map_err(|_| HeaderError::Missing)
+        }
+        _ => Err(HeaderError::Missing),
     }
-    #[derive(serde::Deserialize)]
-    struct R {
-        result: Option<Header>,
-    }
-    let r: R = serde_json::from_slice(body).ok()?;
-    keel_verify::proof::parse_hash(&r.result?.state_root).ok()
+}
+
+/// Why `eth_getCode` gave no code.
+#[derive(Debug, thiserror::Error)]
+enum CodeError {
+    /// The call failed.
+    #[error("{0}")]
+    Call(keel_chain::CallError),
+    /// Not a reply, or one with repeated keys.
+    #[error("{0}")]
+    Malformed(keel_verify::VerifyError),
+    /// An error, or a result that is not hex.
+    #[error("no code in the answer")]
+    Missing,
 }
 
 /// `eth_getCode` from `up`: the result string and its bytes.
@@ -451,23 +601,28 @@ async fn fetch_code(
     up: &Upstream,
     params: &RawValue,
     deadline: Instant,
-) -> Option<(String, Vec<u8>)> {
+) -> Result<(String, Vec<u8>), CodeError> {
     let resp = up
         .call(body_for("eth_getCode", params), deadline)
         .await
-        .ok()?;
-    #[derive(serde::Deserialize)]
-    struct R {
-        result: Option<String>,
-    }
-    let s = serde_json::from_slice::<R>(&resp).ok()?.result?;
-    let bytes = hex::decode(s.strip_prefix("0x")?).ok()?;
-    Some((s.to_ascii_lowercase(), bytes))
+        .map_err(CodeError::Call)?;
+    let reply = keel_verify::json::reply(&resp).map_err(CodeError::Malformed)?;
+    let s: String = reply
+        .result
+        .filter(|_| reply.error.is_none())
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+        .ok_or(CodeError::Missing)?;
+    let bytes = s
+        .strip_prefix("0x")
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or(CodeError::Missing)?;
+    Ok((s.to_ascii_lowercase(), bytes))
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn proof_evidence(
     ctx: &Ctx<'_>,
+    check: Check,
     method: &str,
     params: &RawValue,
     block: u64,
@@ -493,6 +648,8 @@ async fn proof_evidence(
         digest: None,
     }];
     rec.minority = vec![up.name().to_owned()];
-    ctx.verifier.penalise(ctx.chain, up, ctx.metrics);
-    ctx.verifier.record(rec).await;
+    ctx.verifier.penalise(ctx.chain, up, ctx.metrics, check);
+    if check.accountable() {
+        ctx.verifier.record(rec).await;
+    }
 }

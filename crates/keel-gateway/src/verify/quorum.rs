@@ -6,10 +6,16 @@ use bytes::Bytes;
 use futures::{StreamExt, stream::FuturesUnordered};
 use keel_chain::{CallError, Chain, Need, Upstream};
 use keel_config::{Fallback, LateAnswers};
-use keel_verify::evidence::{EvidenceRecord, Mode, UpstreamAnswer};
+use keel_verify::{
+    evidence::{EvidenceRecord, Mode, UpstreamAnswer},
+    pin::Pin,
+};
 use serde_json::value::RawValue;
 
-use super::{Verifier, body_for, canonical_answer, failed, pin, pins};
+use super::{
+    Check, NoAnswer, Verifier, body_for, canonical_answer, failed, malformed, pin, pins,
+    unverifiable,
+};
 use crate::{
     Ctx,
     forward::{self, Outcome, Served},
@@ -27,8 +33,11 @@ pub(super) struct Question<'a> {
     /// The block the question is pinned to, for evidence.
     pub(super) block: Option<u64>,
     pub(super) need: Need,
-    /// Whether the chain's `fallback` may answer without agreement (never for state roots).
+    /// Whether the chain's `fallback` may answer without agreement (never for state roots,
+    /// whose splits are not recorded either).
     pub(super) may_fall_back: bool,
+    /// On whose behalf: a client's check penalises and records nobody.
+    pub(super) check: Check,
 }
 
 /// One upstream's answer.
@@ -52,6 +61,9 @@ pub(super) enum FanOut {
         /// For the client.
         message: String,
         asked: usize,
+        /// The upstreams answered in time and disagreed (no quorum formed), as opposed to too
+        /// few upstreams, failed calls or the deadline.
+        split: bool,
         /// The answer the chain's `fallback` picks, and the fallback's name.
         fallback: Option<(Answer, &'static str)>,
     },
@@ -93,6 +105,7 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
                 spare.len()
             ),
             asked: 0,
+            split: false,
             fallback: None,
         };
     }
@@ -123,6 +136,7 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
         params: q.params.to_owned(),
         field: q.field,
         block: q.block,
+        check: q.check,
     };
     let mut answers: Vec<Answer> = Vec::new();
     let mut canon: Vec<(String, Vec<u8>)> = Vec::new();
@@ -165,16 +179,22 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
         // The canonical answer, or why there is none (naming the upstream).
         let canonical = match &result {
             Ok(b) => match canonical_answer(q.method, q.field, b) {
-                Some(c) => {
+                Ok(c) => {
                     if let Need::Block(n) = q.need {
                         up.note_kept_history(n);
                     }
                     Ok(c)
                 }
-                None => Err(match forward::note_if_lacking(ctx.chain, &up, q.need, b) {
-                    Some(m) => format!("{}: \"{m}\"", up.name()),
-                    None => format!("{}: not a JSON-RPC answer", up.name()),
-                }),
+                Err(NoAnswer::Malformed(e)) => {
+                    malformed(&up, q.check, &e);
+                    Err(format!("{}: {e}", up.name()))
+                }
+                Err(NoAnswer::Lacking | NoAnswer::Empty) => {
+                    Err(match forward::note_if_lacking(ctx.chain, &up, q.need, b) {
+                        Some(m) => format!("{}: \"{m}\"", up.name()),
+                        None => format!("{}: no result", up.name()),
+                    })
+                }
             },
             Err(e) => Err(e.to_string()),
         };
@@ -207,7 +227,7 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
                 }
                 for a in &answers {
                     if agreeing.iter().any(|n| n == a.upstream.name()) {
-                        ctx.verifier.clear(ctx.chain, &a.upstream);
+                        ctx.verifier.clear(ctx.chain, &a.upstream, q.check);
                     }
                 }
                 if !calls.is_empty() && cfg.late_answers != LateAnswers::Cancel {
@@ -253,7 +273,9 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
         [a, b, ..] if a.len() > b.len() => Some(a),
         _ => None,
     };
-    if groups.len() > 1 {
+    // A split of the header question of proof mode is not recorded: nobody is blamed for it
+    // and the value is then checked by quorum (whose own split, if any, is recorded).
+    if groups.len() > 1 && q.may_fall_back {
         reporter().report_split(&answers, largest, &message).await;
     }
     let pick = |name: &str| answers.iter().position(|a| a.upstream.name() == name);
@@ -269,6 +291,7 @@ pub(super) async fn fan_out(ctx: &Ctx<'_>, q: &Question<'_>) -> FanOut {
         code: code::VERIFICATION_FAILED,
         message,
         asked,
+        split: groups.len() > 1 && !timed_out,
         fallback: fallback.map(|(i, name)| (answers.swap_remove(i), name)),
     }
 }
@@ -307,12 +330,16 @@ fn finish_late(
                 continue;
             };
             let Some((b, c)) = result.ok().and_then(|b| {
-                canonical_answer(&reporter.method, reporter.field, &b).map(|c| (b, c))
+                canonical_answer(&reporter.method, reporter.field, &b)
+                    .ok()
+                    .map(|c| (b, c))
             }) else {
                 continue;
             };
             if c == *agreed_canon {
-                reporter.verifier.clear(&reporter.chain, &up);
+                reporter
+                    .verifier
+                    .clear(&reporter.chain, &up, reporter.check);
                 continue;
             }
             let names = vec![agreed.upstream.name().to_owned()];
@@ -341,6 +368,7 @@ struct Reporter {
     params: Box<RawValue>,
     field: Option<&'static str>,
     block: Option<u64>,
+    check: Check,
 }
 
 impl Reporter {
@@ -359,7 +387,8 @@ impl Reporter {
         rec
     }
 
-    /// Evidence and penalties for upstreams that disagreed with a quorum.
+    /// Evidence and penalties for upstreams that disagreed with a quorum (for a client's check,
+    /// a count only).
     async fn report(&self, answers: &[Answer], agreeing: &[String], minority: &[String]) {
         let reason = format!(
             "[{}] disagreed with the quorum [{}]",
@@ -372,16 +401,21 @@ impl Reporter {
         for a in answers {
             if minority.iter().any(|n| n == a.upstream.name()) {
                 self.verifier
-                    .penalise(&self.chain, &a.upstream, &self.metrics);
+                    .penalise(&self.chain, &a.upstream, &self.metrics, self.check);
             }
         }
-        self.verifier.record(rec).await;
+        if self.check.accountable() {
+            self.verifier.record(rec).await;
+        }
     }
 
     /// Evidence of answers that disagreed without a quorum. Nobody is penalised: without a
     /// quorum there is no telling who is wrong. The strictly largest group, if any, is recorded
     /// as the majority.
     async fn report_split(&self, answers: &[Answer], largest: Option<&Vec<String>>, reason: &str) {
+        if !self.check.accountable() {
+            return;
+        }
         let mut rec = self.record(answers, reason.to_owned());
         if let Some(group) = largest {
             rec.majority.clone_from(group);
@@ -420,28 +454,35 @@ fn serve_answer(req: &Request<'_>, answer: &Answer, out: &mut Vec<u8>) -> Outcom
 }
 
 /// Quorum mode; returns what was served and the upstream calls beyond the first.
-pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) -> (Served, u64) {
+pub(super) async fn read(
+    ctx: &Ctx<'_>,
+    req: &Request<'_>,
+    check: Check,
+    out: &mut Vec<u8>,
+) -> (Served, u64) {
     let pinned = match pin(req, &pins(ctx.chain)) {
         Ok(p) => p,
         Err(e) => return (failed(req, code::INVALID_PARAMS, &e, out), 0),
     };
     let empty;
+    let original = match req.params {
+        Some(p) => p,
+        None => match RawValue::from_string("[]".to_owned()) {
+            Ok(e) => {
+                empty = e;
+                &*empty
+            }
+            Err(_) => return (failed(req, code::INTERNAL, "internal error", out), 0),
+        },
+    };
     let (params, block, need) = match &pinned {
-        Some(p) => (&*p.params, Some(p.block), Need::Block(p.block)),
-        None => {
-            let p = match req.params {
-                Some(p) => p,
-                None => match RawValue::from_string("[]".to_owned()) {
-                    Ok(e) => {
-                        empty = e;
-                        &*empty
-                    }
-                    Err(_) => return (failed(req, code::INTERNAL, "internal error", out), 0),
-                },
-            };
-            // Not re-pinned: an explicit block number (or a known block hash) needs upstreams
-            // that have that block, as for an unverified read; anything else, upstreams near
-            // the head (a far-behind node would answer "not found" and look like a liar).
+        Pin::Moving { block } => return unverifiable(ctx, req, check, block, out).await,
+        Pin::Pinned(p) => (&*p.params, Some(p.block), Need::Block(p.block)),
+        Pin::Fixed { block: Some(n) } => (original, Some(*n), Need::Block(*n)),
+        // Not re-pinned: a known block hash needs upstreams that have that block, as for an
+        // unverified read; anything else, upstreams near the head (a far-behind node would
+        // answer "not found" and look like a liar).
+        Pin::Fixed { block: None } | Pin::NoBlock => {
             let need = match policy::route(ctx.chain, &req.method, req.params) {
                 Route::Read {
                     need: Need::Block(n),
@@ -449,9 +490,14 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
                 } => Need::Block(n),
                 _ => Need::Head,
             };
-            (p, None, need)
+            (original, None, need)
         }
     };
+    // A tag where keel does not know a block param to be (a method an operator allowed):
+    // upstreams would read it at their own heads.
+    if let Some(tag) = keel_verify::pin::moving_tag(params) {
+        return unverifiable(ctx, req, check, &format!("{tag:?}"), out).await;
+    }
     let question = Question {
         method: &req.method,
         params,
@@ -459,6 +505,7 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
         block,
         need,
         may_fall_back: true,
+        check,
     };
     match fan_out(ctx, &question).await {
         FanOut::Agreed {
@@ -498,6 +545,7 @@ pub(super) async fn read(ctx: &Ctx<'_>, req: &Request<'_>, out: &mut Vec<u8>) ->
             message,
             asked,
             fallback: None,
+            ..
         } => (
             failed(req, code, &message, out),
             asked.saturating_sub(1) as u64,

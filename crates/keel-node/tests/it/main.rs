@@ -6,6 +6,7 @@
     unreachable_pub
 )]
 
+mod answers;
 mod devnet;
 mod edge;
 mod failover;
@@ -14,5 +15,8 @@ mod monitor;
 mod support;
 mod upstreams;
 mod verify;
+mod verify_answers;
+mod verify_client;
+mod verify_dev;
 mod verify_policy;
 mod verify_roots;

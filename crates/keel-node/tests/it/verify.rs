@@ -3,7 +3,7 @@
 
 use std::{path::Path, time::Duration};
 
-use keel_config::Config;
+use keel_config::{Config, VerifyMode};
 use keel_testkit::{Anvil, DEV_ADDR_0, DEV_ADDR_1, Tamper, config_for, eventually, rpc};
 use serde_json::{Value, json};
 
@@ -184,7 +184,13 @@ async fn a_lying_upstream_is_outvoted_disproved_recorded_and_ejected() {
     );
     let liar = Tamper::start(&urls[2], FAKE).await;
     let (ua, ub, liar_url) = (ha.url(), hb.url(), liar.url());
-    let r = start(&[("a", &ua), ("b", &ub), ("liar", &liar_url)], |_| {}).await;
+    let ups = [("a", ua.as_str()), ("b", &ub), ("liar", &liar_url)];
+    // The checks are the operator's (a client's own checks never penalise: see
+    // verify_client.rs): first proof mode, then quorum mode for account reads.
+    let r = start(&ups, |c| {
+        c.chains[0].verify.account = Some(VerifyMode::Proof)
+    })
+    .await;
     let url = r.rpc_url("dev");
     let dir = r._dir.path().to_owned();
     let balance = json!([DEV_ADDR_0, "latest"]);
@@ -215,8 +221,15 @@ async fn a_lying_upstream_is_outvoted_disproved_recorded_and_ejected() {
     assert_eq!(rec["method"], "eth_getProof");
     assert!(rec["state_root"].as_str().unwrap().starts_with("0x"));
     assert!(rec["reason"].as_str().unwrap().contains("balance"), "{rec}");
+    drop(r);
 
     // Quorum mode answers the honest value and records the liar as the minority.
+    let r = start(&ups, |c| {
+        c.chains[0].verify.account = Some(VerifyMode::Quorum)
+    })
+    .await;
+    let url = r.rpc_url("dev");
+    let dir = r._dir.path().to_owned();
     assert!(
         eventually(Duration::from_secs(20), async || {
             let (s, v, q) = vcall(&url, "quorum", "eth_getBalance", balance.clone()).await;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use keel_config::{Checkpoint, Fallback, LateAnswers};
+use keel_config::{Checkpoint, Fallback, LateAnswers, VerifyMode};
 use keel_testkit::{Anvil, DEV_ADDR_0, Lie, Tamper, eventually, rpc};
 use serde_json::{Value, json};
 
@@ -117,11 +117,17 @@ async fn lies_about_nonces_code_and_storage_are_outvoted_and_disproved() {
         let lied = rpc(&liar.url(), method, params.clone()).await["result"].clone();
         assert_ne!(lied, honest, "{method}: the proxy lies");
         let (ua, ub, ul) = (ha.url(), hb.url(), liar.url());
-        let r = start(&[("a", &ua), ("b", &ub), ("liar", &ul)], |c| {
-            c.chains[0].verify.evidence_threshold = 1000;
-            c.chains[0].verify.late_answers = LateAnswers::Check;
-        })
-        .await;
+        let ups = [("a", ua.as_str()), ("b", &ub), ("liar", &ul)];
+        // The operator's checks (a client's own never penalise): proof, then quorum.
+        let node = async |mode| {
+            start(&ups, |c| {
+                c.chains[0].verify.evidence_threshold = 1000;
+                c.chains[0].verify.late_answers = LateAnswers::Check;
+                c.chains[0].verify.account = Some(mode);
+            })
+            .await
+        };
+        let r = node(VerifyMode::Proof).await;
         let url = r.rpc_url("dev");
         let dir = r._dir.path().to_owned();
         // Proof mode answers the honest value; the liar's proof (or code) is evidence.
@@ -144,7 +150,11 @@ async fn lies_about_nonces_code_and_storage_are_outvoted_and_disproved() {
             rec["reason"].as_str().unwrap().contains(word),
             "{method}: {rec}"
         );
+        drop(r);
         // Quorum mode answers the honest value and names the liar.
+        let r = node(VerifyMode::Quorum).await;
+        let url = r.rpc_url("dev");
+        let dir = r._dir.path().to_owned();
         assert!(
             eventually(Duration::from_secs(20), async || {
                 let (s, v, q) = vcall(&url, "quorum", method, params.clone()).await;
@@ -304,6 +314,7 @@ async fn late_answers_are_checked_ignored_or_cancelled_as_configured() {
         let r = start(&ups, |c| {
             c.chains[0].verify.late_answers = late;
             c.chains[0].verify.evidence_threshold = 1000;
+            c.chains[0].verify.account = Some(VerifyMode::Quorum);
         })
         .await;
         let url = r.rpc_url("dev");
@@ -349,6 +360,7 @@ async fn without_agreement_the_configured_fallback_answers() {
         let r = start(&ups, |c| {
             let v = &mut c.chains[0].verify;
             (v.quorum, v.fallback, v.evidence_threshold) = (3, fallback, 1000);
+            v.account = Some(VerifyMode::Quorum);
         })
         .await;
         let resp = reqwest::Client::new()

@@ -1,5 +1,6 @@
 //! Fuzz manifest, key file and trust policy parsing: never panic, and whatever parses must
-//! encode canonically without panicking and survive a round trip with the same digest.
+//! encode canonically without panicking and survive a round trip with the same digest; a
+//! parsed policy's review (what `keel trust sign` shows) never panics either.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -22,5 +23,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = keel_trust::PublicKeyFile::parse(data);
     if let Ok(p) = keel_trust::TrustPolicy::parse(data) {
         let _ = p.digest();
+        // What a signer is shown; a policy loosens nothing relative to itself.
+        let _ = keel_trust::PolicySummary::of(&p).to_string();
+        assert!(keel_trust::loosened_rules(&p, &p).is_empty());
+        if let Ok(c) = keel_trust::RotationChanges::between(&p, &p) {
+            let _ = c.to_string();
+            assert!(c.keys_added.is_empty() && c.keys_removed.is_empty());
+        }
     }
 });

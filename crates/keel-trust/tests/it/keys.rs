@@ -166,3 +166,66 @@ fn wrong_public_key_formats() {
         Err(Error::Truncated { .. })
     ));
 }
+
+#[test]
+fn password_files_are_private_and_hold_one_line() {
+    use keel_trust::key::read_password_file;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    let set_mode = |m: u32| {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    std::fs::write(&file, "correct horse\r\nsecond line\n").unwrap();
+
+    // Any permission for group or others is refused, with the fix in the message.
+    for m in [0o644, 0o640, 0o604, 0o620, 0o602] {
+        set_mode(m);
+        let err = read_password_file(&file).unwrap_err();
+        assert!(
+            matches!(err, Error::InsecurePasswordFilePermissions { mode, .. } if mode == m),
+            "{m:o}: {err}"
+        );
+        let p = file.display();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "password file {p} is readable by group or others (mode {m:04o}); run \
+                 `chmod 600 {p}` and consider the password exposed if others could log in"
+            )
+        );
+    }
+    // Private: the first line without its line ending.
+    for m in [0o600, 0o400] {
+        set_mode(m);
+        let pw: zeroize::Zeroizing<String> = read_password_file(&file).unwrap();
+        assert_eq!(pw.as_str(), "correct horse");
+    }
+    set_mode(0o600);
+    std::fs::write(&file, "no newline").unwrap();
+    assert_eq!(read_password_file(&file).unwrap().as_str(), "no newline");
+
+    for (text, reason) in [
+        (&b""[..], "empty"),
+        (b"\nsecond", "empty"),
+        (b"\r\n", "empty"),
+        (b"\xff\xfe\n", "not UTF-8"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let err = read_password_file(&file).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "password file {} is {reason}; put the password on its first line",
+                file.display()
+            )
+        );
+    }
+    std::fs::write(&file, vec![b'x'; 64 * 1024 + 1]).unwrap();
+    let err = read_password_file(&file).unwrap_err();
+    assert!(err.to_string().contains("larger than 65536 bytes"), "{err}");
+    let missing = dir.path().join("nope");
+    assert!(matches!(
+        read_password_file(&missing),
+        Err(Error::Io { .. })
+    ));
+}

@@ -111,3 +111,203 @@ fn resign_after_rotation() {
     let r = verify_manifest(&m, &ring, &opts());
     assert!(r.valid, "{:?}", r.problems);
 }
+
+/// A rotation made by hand (fields edited after `successor`), then signed by both thresholds:
+/// the signatures are all there, so only the rule under test can refuse it.
+fn hand_made(
+    from: &TrustPolicy,
+    edit: impl FnOnce(&mut TrustPolicy),
+    signers: &[&keel_trust::SecretKey],
+) -> TrustPolicy {
+    // Listed keys: the signers that `from` does not revoke (the edit may list more).
+    let keys: Vec<&keel_trust::SecretKey> = signers
+        .iter()
+        .copied()
+        .filter(|k| !from.revoked.contains(&k.id().to_string()))
+        .collect();
+    let mut next = from.successor(&pubs(&keys), &[], &params(1)).unwrap();
+    edit(&mut next);
+    for k in signers {
+        next.sign(k).unwrap();
+    }
+    next
+}
+
+#[test]
+fn a_rotation_cannot_un_revoke_a_key() {
+    let (a, b, c) = (key(1), key(2), key(3));
+    let root = policy(1, &[&a, &b, &c]);
+    let mut p2 = root
+        .successor(&pubs(&[&b, &c]), &[a.id()], &params(1))
+        .unwrap();
+    p2.sign(&b).unwrap();
+    let ring = accept_rotation(&root, &p2).unwrap();
+    assert!(!verify_manifest(&signed(1, &[&a]), &ring, &opts()).valid);
+
+    // Serial 3 drops the revocation and lists a again: fully signed by b, c and a.
+    let p3 = hand_made(
+        &p2,
+        |p| {
+            p.revoked.clear();
+            p.keys.push(policy(1, &[&a]).keys[0].clone());
+        },
+        &[&b, &c, &a],
+    );
+    let err = accept_rotation(&p2, &p3).unwrap_err();
+    let s = err.to_string();
+    assert!(
+        matches!(err, Error::RotationRejected { serial: 3, .. }),
+        "{s}"
+    );
+    assert!(
+        s.contains(&format!(
+            "un-revokes key {}: revocations are permanent, a revoked key must stay in `revoked`",
+            a.id()
+        )),
+        "{s}"
+    );
+    // Dropping the revocation alone (a not listed again) is refused just the same.
+    let p3 = hand_made(&p2, |p| p.revoked.clear(), &[&b, &c]);
+    let s = verify_chain(&root, &[p2.clone(), p3])
+        .unwrap_err()
+        .to_string();
+    assert!(s.contains("un-revokes key"), "{s}");
+    // Keeping it (and revoking more) is fine.
+    let p3 = hand_made(&p2, |_| {}, &[&b, &c]);
+    let ring = verify_chain(&root, &[p2, p3]).unwrap();
+    assert!(ring.policy.revoked.contains(&a.id().to_string()));
+}
+
+#[test]
+fn a_rotation_cannot_lower_min_version() {
+    let (a, b) = (key(1), key(2));
+    let mut p = params(1);
+    p.min_version = 8;
+    let mut root = TrustPolicy::new_root(&pubs(&[&a]), &p).unwrap();
+    root.sign(&a).unwrap();
+    let p2 = hand_made(&root, |p| p.min_version = 1, &[&a, &b]);
+    let s = accept_rotation(&root, &p2).unwrap_err().to_string();
+    assert!(
+        s.contains("lowers min_version from 8 to 1: the version floor never goes down"),
+        "{s}"
+    );
+    // Raised or kept: accepted.
+    for v in [8, 9] {
+        let p2 = hand_made(&root, |p| p.min_version = v, &[&a, &b]);
+        assert_eq!(accept_rotation(&root, &p2).unwrap().policy.min_version, v);
+    }
+}
+
+#[test]
+fn max_age_may_be_shortened_never_dropped_or_lengthened() {
+    let (a, b) = (key(1), key(2));
+    let root = policy(1, &[&a]); // max age 365 days
+    let year = 365 * 86_400;
+
+    let dropped = hand_made(&root, |p| p.max_age_seconds = None, &[&a, &b]);
+    let s = accept_rotation(&root, &dropped).unwrap_err().to_string();
+    assert!(
+        s.contains(
+            "drops max_age_seconds (was 31536000s (365d)): the maximum age may be shortened, never removed"
+        ),
+        "{s}"
+    );
+    let longer = hand_made(&root, |p| p.max_age_seconds = Some(2 * year), &[&a, &b]);
+    let s = accept_rotation(&root, &longer).unwrap_err().to_string();
+    assert!(
+        s.contains("lengthens max_age_seconds from 31536000s (365d) to 63072000s (730d)"),
+        "{s}"
+    );
+    let shorter = hand_made(&root, |p| p.max_age_seconds = Some(30 * 86_400), &[&a, &b]);
+    accept_rotation(&root, &shorter).unwrap();
+
+    // A root without a maximum age may gain one.
+    let mut p = params(1);
+    p.max_age = None;
+    let open = TrustPolicy::new_root(&pubs(&[&a]), &p).unwrap();
+    let added = hand_made(&open, |p| p.max_age_seconds = Some(year), &[&a, &b]);
+    accept_rotation(&open, &added).unwrap();
+
+    // successor keeps the current maximum age when none is given, and refuses a longer one.
+    let mut p = params(1);
+    p.max_age = None;
+    let kept = root.successor(&pubs(&[&b]), &[], &p).unwrap();
+    assert_eq!(kept.max_age_seconds, Some(year));
+    p.max_age = Some(std::time::Duration::from_secs(2 * year));
+    let err = root.successor(&pubs(&[&b]), &[], &p).unwrap_err();
+    assert!(
+        matches!(err, Error::RotationRejected { serial: 2, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("lengthens max_age_seconds"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_loosened_rule_is_listed() {
+    let (a, b) = (key(1), key(2));
+    let mut p = params(1);
+    p.min_version = 3;
+    let root = TrustPolicy::new_root(&pubs(&[&a, &b]), &p).unwrap();
+    let mut p2 = root.successor(&pubs(&[&a]), &[b.id()], &params(1)).unwrap();
+    p2.sign(&a).unwrap();
+    accept_rotation(&root, &p2).unwrap();
+    let p3 = hand_made(
+        &p2,
+        |p| {
+            p.revoked.clear();
+            p.min_version = 0;
+            p.max_age_seconds = None;
+        },
+        &[&a],
+    );
+    let found = keel_trust::loosened_rules(&p2, &p3);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    let changes = keel_trust::RotationChanges::between(&p2, &p3).unwrap();
+    assert_eq!(changes.refused, found);
+    assert_eq!(changes.min_version, (3, 0));
+    assert_eq!(changes.max_age_seconds, (Some(365 * 86_400), None));
+    let text = changes.to_string();
+    assert!(text.contains("min_version    3 → 0 (LOWERED)"), "{text}");
+    assert!(text.contains("(REMOVED)"), "{text}");
+    assert!(text.contains("REFUSED: un-revokes key"), "{text}");
+}
+
+#[test]
+fn rotation_changes_name_what_a_signer_approves() {
+    let (a, b, c, d) = (key(1), key(2), key(3), key(4));
+    let root = policy(2, &[&a, &b, &c]);
+    let mut p = params(2);
+    p.min_version = 8;
+    p.max_age = Some(std::time::Duration::from_secs(90 * 86_400));
+    let p2 = root.successor(&pubs(&[&b, &d]), &[a.id()], &p).unwrap();
+    let ch = keel_trust::RotationChanges::between(&root, &p2).unwrap();
+    assert_eq!(ch.serial, (1, 2));
+    assert_eq!(ch.threshold, (2, 2));
+    assert_eq!(ch.key_count, (3, 2));
+    assert_eq!(ch.keys_added, [format!("k4 ({})", d.id())]);
+    assert_eq!(
+        ch.keys_removed,
+        [
+            format!("k1 ({}), revoked", a.id()),
+            format!(
+                "k3 ({}), not revoked (a later rotation may trust it again)",
+                c.id()
+            )
+        ]
+    );
+    assert_eq!(ch.revoked_added, [format!("k1 ({})", a.id())]);
+    assert_eq!(ch.min_version, (0, 8));
+    assert_eq!(ch.max_age_seconds, (Some(365 * 86_400), Some(90 * 86_400)));
+    assert!(ch.refused.is_empty(), "{:?}", ch.refused);
+    let text = ch.to_string();
+    assert!(text.contains("threshold      2 of 3 → 2 of 2\n"), "{text}");
+    assert!(text.contains("min_version    0 → 8 (raised)"), "{text}");
+    assert!(
+        text.contains("max_age        31536000s (365d) → 7776000s (90d) (shortened)"),
+        "{text}"
+    );
+    assert!(!text.contains("REFUSED"), "{text}");
+}
