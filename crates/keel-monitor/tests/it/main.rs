@@ -8,6 +8,7 @@
 )]
 
 mod deploy;
+mod disk;
 mod notify;
 mod probes;
 mod restart;
