@@ -20,6 +20,7 @@ pub mod content;
 mod env;
 mod error;
 pub mod listener;
+pub mod monitor;
 mod secret;
 mod validate;
 
@@ -50,6 +51,8 @@ pub struct Config {
     pub chains: Vec<ChainConfig>,
     /// The IPFS-compatible content store and its listeners. Absent = disabled.
     pub content: Option<content::ContentConfig>,
+    /// Probes, alert rules, notifications, SLOs and the status page. Absent = disabled.
+    pub monitor: Option<monitor::MonitorConfig>,
     /// The evidence log of wrong answers found by verified reads: its bounds.
     pub evidence: EvidenceConfig,
     /// Connection limits and browser checks of every listener.
@@ -138,6 +141,14 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `keel_gateway=debug,info`. `RUST_LOG` overrides it.
     pub level: String,
+    /// Also write JSON lines to files with this path prefix (`/var/log/keel/keel.log` →
+    /// `keel.log.2026-01-31`), rotated and pruned. Unset: stderr only.
+    pub file: Option<PathBuf>,
+    /// `daily` or `hourly`.
+    pub file_rotation: LogRotation,
+    /// How long rotated files are kept. Default `90d`.
+    #[serde(with = "humantime_serde")]
+    pub file_retention: Duration,
 }
 
 impl Default for LogConfig {
@@ -145,7 +156,33 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".to_owned(),
+            file: None,
+            file_rotation: LogRotation::Daily,
+            file_retention: Duration::from_secs(90 * 86_400),
         }
+    }
+}
+
+/// How often the log file is rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogRotation {
+    /// A new file every day (UTC).
+    Daily,
+    /// A new file every hour.
+    Hourly,
+}
+
+impl LogRotation {
+    /// Files kept to cover `retention` (at least one).
+    pub fn files_for(self, retention: Duration) -> usize {
+        let period = match self {
+            Self::Daily => 86_400,
+            Self::Hourly => 3600,
+        };
+        usize::try_from(retention.as_secs().div_ceil(period))
+            .unwrap_or(usize::MAX)
+            .max(1)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `[listeners]`: connection limits and browser checks of every HTTP listener.
 //!
 //! One table per listener (`[listeners.gateway]`, `[listeners.admin]`,
-//! `[listeners.content_gateway]`, `[listeners.content_rpc]`), each with the same keys. Every key
+//! `[listeners.content_gateway]`, `[listeners.content_rpc]`, `[listeners.status_page]`), each with the same keys. Every key
 //! has a default; `max_connections` has one per listener ([`Listener::default_max_connections`]).
 //! The listeners' addresses stay where they were (`[gateway] listen`, `[admin] listen`,
 //! `[content] gateway_listen` / `rpc_listen`).
@@ -23,15 +23,18 @@ pub enum Listener {
     ContentGateway,
     /// The content store's Kubo RPC API (`[content] rpc_listen`).
     ContentRpc,
+    /// The monitor's status page (`[monitor.status] listen`).
+    StatusPage,
 }
 
 impl Listener {
     /// Every listener.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Gateway,
         Self::Admin,
         Self::ContentGateway,
         Self::ContentRpc,
+        Self::StatusPage,
     ];
 
     /// Its name in `[listeners.<name>]`, logs and metrics.
@@ -41,6 +44,7 @@ impl Listener {
             Self::Admin => "admin",
             Self::ContentGateway => "content_gateway",
             Self::ContentRpc => "content_rpc",
+            Self::StatusPage => "status_page",
         }
     }
 
@@ -52,6 +56,7 @@ impl Listener {
             Self::Admin => 64,
             Self::ContentGateway => 1024,
             Self::ContentRpc => 128,
+            Self::StatusPage => 1024,
         }
     }
 }
@@ -68,6 +73,8 @@ pub struct ListenersConfig {
     pub content_gateway: ListenerConfig,
     /// The content store's Kubo RPC API (when `[content]` enables it).
     pub content_rpc: ListenerConfig,
+    /// The monitor's status page (when `[monitor]` serves it).
+    pub status_page: ListenerConfig,
 }
 
 impl ListenersConfig {
@@ -78,6 +85,7 @@ impl ListenersConfig {
             Listener::Admin => &self.admin,
             Listener::ContentGateway => &self.content_gateway,
             Listener::ContentRpc => &self.content_rpc,
+            Listener::StatusPage => &self.status_page,
         }
     }
 }
@@ -231,10 +239,15 @@ pub(crate) fn validate(l: &ListenersConfig) -> Result<(), Violation> {
                 ));
             }
         }
-        if which == Listener::ContentGateway && !c.allowed_origins.is_empty() {
+        if matches!(which, Listener::ContentGateway | Listener::StatusPage)
+            && !c.allowed_origins.is_empty()
+        {
             return Err(Violation::new(
                 at("allowed_origins"),
-                "the content gateway serves public content to every web page",
+                format!(
+                    "the {} serves public, read-only pages to every web page",
+                    which.name()
+                ),
                 "remove the key; allowed_hosts still applies",
             ));
         }
@@ -337,14 +350,20 @@ mod tests {
             assert!(err.starts_with("keel.toml:3:"), "{err}");
             assert!(err.contains(key) && err.contains(hint), "{err}");
         }
-        let err = crate::Config::from_toml(
-            "[devnet]\n[listeners.content_gateway]\nallowed_origins = [\"*\"]\n",
-            "keel.toml",
-            &[],
-        )
-        .expect_err("content gateway origins")
-        .to_string();
-        assert!(err.contains("public content"), "{err}");
+        for public in ["content_gateway", "status_page"] {
+            let err = crate::Config::from_toml(
+                &format!("[devnet]\n[listeners.{public}]\nallowed_origins = [\"*\"]\n"),
+                "keel.toml",
+                &[],
+            )
+            .expect_err("public listener origins")
+            .to_string();
+            assert!(
+                err.contains(&format!("listeners.{public}.allowed_origins"))
+                    && err.contains("public, read-only pages"),
+                "{err}"
+            );
+        }
         let ok = crate::Config::from_toml(
             "[devnet]\n[listeners.gateway]\nallowed_origins = [\"*\", \"http://localhost:3000\"]\nallowed_hosts = [\"*.example.com\"]\n",
             "keel.toml",

@@ -151,6 +151,9 @@ impl Config {
                 }
             }
         }
+        if let Some(m) = &self.monitor {
+            crate::monitor::validate(self, m)?;
+        }
         let e = &self.evidence;
         if e.max_bytes < 64 * 1024 {
             return Err(Violation::new(
@@ -503,7 +506,7 @@ fn response_limit(max: usize, path: Vec<Seg>) -> Result<(), Violation> {
     Ok(())
 }
 
-fn positive(d: Duration, path: Vec<Seg>) -> Result<(), Violation> {
+pub(crate) fn positive(d: Duration, path: Vec<Seg>) -> Result<(), Violation> {
     if d.is_zero() {
         return Err(Violation::new(
             path,

@@ -10,10 +10,15 @@
 //! that calls [`Node::bind`]. Every listener is served by `keel_listener` (header and idle
 //! timeouts, connection cap, HTTP/2 limits, Host and Origin checks, `[listeners.<name>]`).
 //!
+//! With `[monitor]`, the monitor (keel-monitor) starts after the listeners are bound: its probes
+//! and evaluation task, and its status page listener, served like the admin listener.
+//!
 //! [`Node::shutdown`] stops in a written order, within a grace period:
 //! 1. the gateway stops accepting connections and drains requests in flight;
-//! 2. head trackers and the devnet stop;
-//! 3. the admin listener stops last, so `/metrics` and `/readyz` stay visible while draining.
+//! 2. the monitor stops (probes, evaluation, notification workers, status page listener),
+//!    before the chains it watches go away, so a shutdown raises no alert;
+//! 3. head trackers and the devnet stop;
+//! 4. the admin listener stops last, so `/metrics` and `/readyz` stay visible while draining.
 
 mod admin;
 mod error;
@@ -65,6 +70,10 @@ pub struct Node {
     tracker: HeadTracker,
     devnet: Option<Devnet>,
     content_addrs: Option<keel_content::LocalAddrs>,
+    monitor: Option<keel_monitor::Monitor>,
+    status_addr: Option<SocketAddr>,
+    status_task: JoinSet<()>,
+    status_cancel: CancellationToken,
 }
 
 impl Node {
@@ -94,7 +103,14 @@ impl Node {
         gateway_metrics.register(keel_metrics);
         let listener_metrics = ListenerMetrics::default();
         listener_metrics.register(keel_metrics);
+        if let (Some(d), Some(dc)) = (&devnet, &config.devnet) {
+            devnet_metrics(d.watch(), &dc.name, keel_metrics, &background_cancel);
+        }
         let content_metrics = Arc::new(keel_content::metrics::Metrics::default());
+        let monitor_metrics = keel_monitor::MonitorMetrics::default();
+        if config.monitor.is_some() {
+            monitor_metrics.register(metrics.sub_registry_with_prefix("keel"));
+        }
         if config.content.is_some() {
             // Registers its own `keel_content_` prefix.
             content_metrics.register(&mut metrics);
@@ -159,6 +175,7 @@ impl Node {
             &mut gateway_task,
         )?;
         let mut content_addrs = None;
+        let mut content_gc: Option<keel_monitor::probes::host::GcHook> = None;
         if let Some(cc) = &config.content {
             // The store lives under `<data-dir>/content`, where `keel content … --data-dir`
             // finds it (and its GC lock): pass the data directory itself.
@@ -169,6 +186,21 @@ impl Node {
             )
             .await?;
             content_addrs = Some(svc.local_addrs());
+            let bs = svc.store().clone();
+            content_gc = Some(Arc::new(move || {
+                let bs = bs.clone();
+                Box::pin(async move {
+                    match tokio::task::spawn_blocking(move || keel_content::gc::gc(&bs)).await {
+                        Ok(Ok(r)) => Ok(format!(
+                            "removed {} blocks ({} bytes)",
+                            r.removed.len(),
+                            r.removed_bytes
+                        )),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                })
+            }));
             let (token, shared) = (gateway_cancel.clone(), shared.clone());
             let (listeners, metrics) = (config.listeners.clone(), listener_metrics.clone());
             gateway_task.spawn(async move {
@@ -180,12 +212,55 @@ impl Node {
                 }
             });
         }
+        let mut monitor = None;
+        let mut status_addr = None;
+        let mut status_task = JoinSet::new();
+        let status_cancel = CancellationToken::new();
+        let mut admin_router = admin::router(shared.clone());
+        if let Some(mc) = &config.monitor {
+            let text_of = shared.clone();
+            let deps = keel_monitor::MonitorDeps {
+                registry: shared.registry.clone(),
+                metrics_text: Arc::new(move || {
+                    let mut out = String::new();
+                    let _ = prometheus_client::encoding::text::encode(&mut out, &text_of.metrics);
+                    out
+                }),
+                gateway: Some(gateway_addr),
+                data_dir: data_dir.to_path_buf(),
+                content_gc,
+                clock: Arc::new(keel_monitor::clock::SystemClock),
+            };
+            let mut m =
+                keel_monitor::Monitor::start(mc, deps, monitor_metrics, CancellationToken::new())
+                    .await?;
+            admin_router = admin_router.nest("/monitor", m.admin_router());
+            if let Some((listener, router)) = m.take_status_listener() {
+                let addr = local_addr(&listener, "status page")?;
+                status_addr = Some(addr);
+                let server = Arc::new(Server::new(
+                    Listener::StatusPage,
+                    &config.listeners.status_page,
+                    addr,
+                    Surface::Public,
+                    &listener_metrics,
+                ));
+                status_task.spawn(serve(
+                    server,
+                    listener,
+                    router,
+                    status_cancel.clone(),
+                    shared.clone(),
+                ));
+            }
+            monitor = Some(m);
+        }
         let admin_cancel = CancellationToken::new();
         let mut admin_task = JoinSet::new();
         admin_task.spawn(serve(
             admin_server,
             admin_listener,
-            admin::router(shared.clone()),
+            admin_router,
             admin_cancel.clone(),
             shared.clone(),
         ));
@@ -206,7 +281,21 @@ impl Node {
             tracker,
             devnet,
             content_addrs,
+            monitor,
+            status_addr,
+            status_task,
+            status_cancel,
         })
+    }
+
+    /// Address of the monitor's status page, when it is served.
+    pub fn status_addr(&self) -> Option<SocketAddr> {
+        self.status_addr
+    }
+
+    /// The monitor, when `[monitor]` is configured.
+    pub fn monitor(&self) -> Option<keel_monitor::MonitorHandle> {
+        self.monitor.as_ref().map(keel_monitor::Monitor::handle)
     }
 
     /// Address the gateway listens on.
@@ -254,6 +343,7 @@ impl Node {
         tokio::select! {
             _ = self.gateway_task.join_next() => {}
             _ = self.admin_task.join_next() => {}
+            Some(_) = self.status_task.join_next() => {}
         }
     }
 
@@ -270,6 +360,11 @@ impl Node {
             tracing::warn!("requests still in flight after the grace period; closing them");
             self.gateway_task.abort_all();
         }
+        self.status_cancel.cancel();
+        while self.status_task.join_next().await.is_some() {}
+        if let Some(m) = self.monitor.take() {
+            m.shutdown().await;
+        }
         self.background_cancel.cancel();
         self.tracker.join().await;
         if let Some(d) = self.devnet.take() {
@@ -284,6 +379,59 @@ impl Node {
             Ok(())
         }
     }
+}
+
+/// Labels of devnet node series: the chain and the node's upstream name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct DevnetLabels {
+    chain: String,
+    upstream: String,
+}
+
+/// `keel_devnet_node_ready` and `keel_devnet_node_restarts`, refreshed four times a second.
+fn devnet_metrics(
+    watch: keel_devnet::DevnetWatch,
+    chain: &str,
+    registry: &mut Registry,
+    cancel: &CancellationToken,
+) {
+    use prometheus_client::metrics::{family::Family, gauge::Gauge};
+    let ready: Family<DevnetLabels, Gauge> = Family::default();
+    let restarts: Family<DevnetLabels, Gauge> = Family::default();
+    registry.register(
+        "devnet_node_ready",
+        "1 when the devnet node is in lockstep, 0 while it restarts or catches up",
+        ready.clone(),
+    );
+    registry.register(
+        "devnet_node_restarts",
+        "Times the devnet node's process exited and was restarted",
+        restarts.clone(),
+    );
+    let chain = chain.to_owned();
+    let refresh = move || {
+        for (i, n) in watch.nodes().iter().enumerate() {
+            let l = DevnetLabels {
+                chain: chain.clone(),
+                upstream: format!("node-{i}"),
+            };
+            ready.get_or_create(&l).set(i64::from(n.ready));
+            restarts
+                .get_or_create(&l)
+                .set(i64::try_from(n.restarts).unwrap_or(i64::MAX));
+        }
+    };
+    refresh();
+    let cancel = cancel.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => refresh(),
+            }
+        }
+    });
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {

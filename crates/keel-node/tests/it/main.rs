@@ -12,6 +12,7 @@ mod edge;
 mod failover;
 mod filters;
 mod listeners;
+mod monitor;
 mod support;
 mod upstreams;
 mod verify;
