@@ -39,6 +39,12 @@ enum Command {
     /// The gateway's evidence log of wrong answers from upstreams.
     #[command(subcommand)]
     Evidence(cmd::evidence::EvidenceCommand),
+    /// Alerts of a running node: list, acknowledge, silence, history, built-in rules.
+    #[command(subcommand)]
+    Alerts(cmd::alerts::AlertsCommand),
+    /// Incidents on the status page: list, open, update.
+    #[command(subcommand)]
+    Incidents(cmd::alerts::IncidentsCommand),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,8 @@ fn main() -> ExitCode {
         Command::Trust(c) => cmd::trust::run_trust(c),
         Command::Content(c) => cmd::content::run(c),
         Command::Evidence(c) => cmd::evidence::run(c),
+        Command::Alerts(c) => cmd::alerts::run_alerts(c),
+        Command::Incidents(c) => cmd::alerts::run_incidents(c),
     };
     result.unwrap_or_else(|e| {
         cmd::complain(&format!("error: {}", error_chain(&e)));

@@ -1,7 +1,8 @@
 //! keel's configuration tree.
 //!
-//! One TOML file describes a node: the gateway and admin listeners, logging, the chains keel
-//! serves and their upstreams, and optionally the embedded devnet. Every struct here is a serde
+//! One TOML file describes a node: the gateway and admin listeners (and the limits of every
+//! listener, [`listener`]), logging, the chains keel serves and their upstreams, and optionally
+//! the embedded devnet. Every struct here is a serde
 //! struct with `deny_unknown_fields`; every field has a doc comment (the reference in
 //! `docs/config.md` mirrors them) and a default.
 //!
@@ -18,6 +19,8 @@
 pub mod content;
 mod env;
 mod error;
+pub mod listener;
+pub mod monitor;
 mod secret;
 mod validate;
 
@@ -28,6 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::{
     env::{ENV_PREFIX, EnvOverride},
     error::ConfigError,
+    listener::{Listener, ListenerConfig, ListenersConfig},
     secret::SecretUrl,
 };
 
@@ -47,8 +51,12 @@ pub struct Config {
     pub chains: Vec<ChainConfig>,
     /// The IPFS-compatible content store and its listeners. Absent = disabled.
     pub content: Option<content::ContentConfig>,
+    /// Probes, alert rules, notifications, SLOs and the status page. Absent = disabled.
+    pub monitor: Option<monitor::MonitorConfig>,
     /// The evidence log of wrong answers found by verified reads: its bounds.
     pub evidence: EvidenceConfig,
+    /// Connection limits and browser checks of every listener.
+    pub listeners: listener::ListenersConfig,
 }
 
 /// `[evidence]`: bounds of the evidence log (`<data-dir>/evidence/`), which holds a record of
@@ -133,6 +141,14 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `keel_gateway=debug,info`. `RUST_LOG` overrides it.
     pub level: String,
+    /// Also write JSON lines to files with this path prefix (`/var/log/keel/keel.log` →
+    /// `keel.log.2026-01-31`), rotated and pruned. Unset: stderr only.
+    pub file: Option<PathBuf>,
+    /// `daily` or `hourly`.
+    pub file_rotation: LogRotation,
+    /// How long rotated files are kept. Default `90d`.
+    #[serde(with = "humantime_serde")]
+    pub file_retention: Duration,
 }
 
 impl Default for LogConfig {
@@ -140,7 +156,33 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             level: "info".to_owned(),
+            file: None,
+            file_rotation: LogRotation::Daily,
+            file_retention: Duration::from_secs(90 * 86_400),
         }
+    }
+}
+
+/// How often the log file is rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogRotation {
+    /// A new file every day (UTC).
+    Daily,
+    /// A new file every hour.
+    Hourly,
+}
+
+impl LogRotation {
+    /// Files kept to cover `retention` (at least one).
+    pub fn files_for(self, retention: Duration) -> usize {
+        let period = match self {
+            Self::Daily => 86_400,
+            Self::Hourly => 3600,
+        };
+        usize::try_from(retention.as_secs().div_ceil(period))
+            .unwrap_or(usize::MAX)
+            .max(1)
     }
 }
 

@@ -146,6 +146,13 @@ fn url_file_is_read() {
 fn embedded_default_is_a_valid_devnet() {
     let c = Config::from_toml(Config::EMBEDDED_DEFAULT, "<embedded defaults>", &[]).expect("valid");
     assert_eq!(c.devnet.as_ref().map(|d| d.nodes), Some(3));
+    // The devnet is monitored, with the status page on loopback.
+    let m = c.monitor.as_ref().expect("monitor on by default");
+    assert_eq!(
+        m.status.listen,
+        Some("127.0.0.1:9546".parse().expect("addr"))
+    );
+    assert_eq!(m.disable_rules, ["UpstreamNoPeers"]);
 }
 
 #[test]
@@ -309,6 +316,17 @@ fn content_timeouts_must_be_longer_than_zero() {
             && e.contains("longer than zero"),
         "{e}"
     );
+}
+
+#[test]
+fn log_files_cover_the_retention() {
+    let c = load(&format!("{MINIMAL}\n[log]\nfile = \"/tmp/keel.log\"\nfile_retention = \"2d\"\nfile_rotation = \"hourly\"\n")).expect("valid");
+    assert_eq!(c.log.file_rotation.files_for(c.log.file_retention), 48);
+    assert_eq!(
+        LogRotation::Daily.files_for(LogConfig::default().file_retention),
+        90
+    );
+    assert_eq!(LogRotation::Daily.files_for(Duration::from_secs(1)), 1);
 }
 
 #[test]

@@ -20,7 +20,7 @@ pub(crate) struct Violation {
 }
 
 impl Violation {
-    fn new(path: Vec<Seg>, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub(crate) fn new(path: Vec<Seg>, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Self {
             path,
             message: message.into(),
@@ -122,6 +122,7 @@ impl Config {
                 "give the admin listener its own port",
             ));
         }
+        crate::listener::validate(&self.listeners)?;
         if let Some(c) = &self.content {
             for (d, key) in [
                 (c.missing_block_timeout, "missing_block_timeout"),
@@ -149,6 +150,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Some(m) = &self.monitor {
+            crate::monitor::validate(self, m)?;
         }
         let e = &self.evidence;
         if e.max_bytes < 64 * 1024 {
@@ -502,7 +506,7 @@ fn response_limit(max: usize, path: Vec<Seg>) -> Result<(), Violation> {
     Ok(())
 }
 
-fn positive(d: Duration, path: Vec<Seg>) -> Result<(), Violation> {
+pub(crate) fn positive(d: Duration, path: Vec<Seg>) -> Result<(), Violation> {
     if d.is_zero() {
         return Err(Violation::new(
             path,

@@ -1,4 +1,9 @@
 //! [`ContentService`]: binds the gateway and Kubo RPC listeners and serves them until cancelled.
+//!
+//! Both are served by `keel_listener` with their `[listeners.content_gateway]` and
+//! `[listeners.content_rpc]` limits: header and idle timeouts, a connection cap, HTTP/2 limits,
+//! the Host check on both, and on the RPC the Origin check (a web page may not drive it unless
+//! its origin is listed in `allowed_origins`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -6,6 +11,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use keel_config::content::ContentConfig;
+use keel_config::{Listener, ListenersConfig};
+use keel_listener::{Cors, ListenerMetrics, Server, Surface};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -145,25 +152,52 @@ impl ContentService {
         &self.store
     }
 
-    /// Serves both listeners until `shutdown` is cancelled, then drains in-flight requests.
+    /// Serves both listeners with the default `[listeners]` limits until `shutdown` is
+    /// cancelled, then drains in-flight requests.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        let serve = |l: Option<(TcpListener, Router)>, name: &'static str| {
+        self.run_with(
+            &ListenersConfig::default(),
+            &ListenerMetrics::default(),
+            shutdown,
+        )
+        .await
+    }
+
+    /// Serves both listeners with `listeners`' limits, recording into `metrics`, until
+    /// `shutdown` is cancelled, then drains in-flight requests.
+    pub async fn run_with(
+        self,
+        listeners: &ListenersConfig,
+        metrics: &ListenerMetrics,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        let serve = |l: Option<(TcpListener, Router)>, which: Listener, surface: Surface| {
             let token = shutdown.clone();
+            let cfg = listeners.get(which).clone();
             async move {
                 let Some((listener, router)) = l else {
                     return Ok(());
                 };
-                tracing::info!(listener = name, addr = ?listener.local_addr().ok(), "content listener up");
-                axum::serve(
-                    listener,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await
-                .map_err(|e| Error::Task(format!("{name} listener: {e}")))
+                let addr = listener
+                    .local_addr()
+                    .map_err(|e| Error::Task(format!("{} listener: {e}", which.name())))?;
+                let server =
+                    Arc::new(Server::new(which, &cfg, addr, surface, metrics).with_connect_info());
+                tracing::info!(listener = which.name(), %addr, "content listener up");
+                server
+                    .serve(listener, router, token.cancelled_owned())
+                    .await;
+                Ok(())
             }
         };
-        let (g, r) = tokio::join!(serve(self.gateway, "gateway"), serve(self.rpc, "rpc"));
+        let rpc = Surface::Api(Cors {
+            methods: "POST",
+            expose_headers: "X-Stream-Output, X-Chunked-Output, X-Content-Length",
+        });
+        let (g, r) = tokio::join!(
+            serve(self.gateway, Listener::ContentGateway, Surface::Public),
+            serve(self.rpc, Listener::ContentRpc, rpc),
+        );
         g.and(r)
     }
 }

@@ -55,6 +55,8 @@ struct Node {
     rpc: Rpc,
     ready: AtomicBool,
     pid: AtomicU32,
+    /// Times its process exited and was started again.
+    restarts: std::sync::atomic::AtomicU64,
 }
 
 /// One devnet node as operators see it.
@@ -66,6 +68,30 @@ pub struct DevnetNode {
     pub pid: u32,
     /// Whether it is in lockstep with the others (false while restarting or catching up).
     pub ready: bool,
+    /// Times its process exited and was restarted.
+    pub restarts: u64,
+}
+
+/// A cloneable view of the devnet's nodes, for metrics.
+#[derive(Debug, Clone)]
+pub struct DevnetWatch(Vec<Arc<Node>>);
+
+impl DevnetWatch {
+    /// Every node now.
+    pub fn nodes(&self) -> Vec<DevnetNode> {
+        self.0.iter().map(|n| n.view()).collect()
+    }
+}
+
+impl Node {
+    fn view(&self) -> DevnetNode {
+        DevnetNode {
+            url: format!("http://127.0.0.1:{}", self.port),
+            pid: self.pid.load(Ordering::SeqCst),
+            ready: self.ready.load(Ordering::SeqCst),
+            restarts: self.restarts.load(Ordering::SeqCst),
+        }
+    }
 }
 
 /// What every node shares: how to start anvil, and the mining lock.
@@ -100,6 +126,9 @@ impl Devnet {
             .map_or(0, |d| d.as_secs());
         let args: Vec<String> = [
             "--no-mining",
+            // anvil answers CORS for every page by default: a web page that finds a node's
+            // loopback port could preflight and drive it. keel is the nodes' only client.
+            "--no-cors",
             "--chain-id",
             &cfg.chain_id.to_string(),
             "--timestamp",
@@ -131,6 +160,7 @@ impl Devnet {
                 rpc: Rpc::new(&process.url()),
                 ready: AtomicBool::new(true),
                 pid: AtomicU32::new(process.child.id().unwrap_or(0)),
+                restarts: std::sync::atomic::AtomicU64::new(0),
             });
             nodes.push(node.clone());
             let (shared, cancel) = (shared.clone(), cancel.clone());
@@ -158,14 +188,12 @@ impl Devnet {
 
     /// Every node: URL, process id and whether it is in lockstep.
     pub fn nodes(&self) -> Vec<DevnetNode> {
-        self.nodes
-            .iter()
-            .map(|n| DevnetNode {
-                url: format!("http://127.0.0.1:{}", n.port),
-                pid: n.pid.load(Ordering::SeqCst),
-                ready: n.ready.load(Ordering::SeqCst),
-            })
-            .collect()
+        self.nodes.iter().map(|n| n.view()).collect()
+    }
+
+    /// A view of the nodes that outlives borrows of the devnet (metrics).
+    pub fn watch(&self) -> DevnetWatch {
+        DevnetWatch(self.nodes.clone())
     }
 
     /// The chain the gateway should serve: one upstream per node, node control allowed.
@@ -227,6 +255,7 @@ async fn supervise(
         };
         node.ready.store(false, Ordering::SeqCst);
         node.pid.store(0, Ordering::SeqCst);
+        node.restarts.fetch_add(1, Ordering::SeqCst);
         tracing::error!(node = node.index, status = ?status.ok(), log = %shared.log_path(node.index).display(), "devnet node exited; restarting");
         loop {
             tokio::select! {

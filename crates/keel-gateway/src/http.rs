@@ -1,9 +1,16 @@
 //! HTTP surface: `POST /`, `POST /rpc/{chain}` (name or chain id).
+//!
+//! A request's body is read only once it holds a concurrency slot, and under its deadline: a
+//! client trickling its body holds one slot for at most `request_timeout`, and bodies held in
+//! memory are bounded by `max_concurrent_requests × max_body_bytes`. Connection limits and the
+//! browser checks (Host, Origin, CORS) are the listener's (`keel_listener`); a web page admitted
+//! only by `allowed_origins = ["*"]` may not call node-control or account-signing methods
+//! ([`policy::for_trusted_pages_only`]).
 
 use std::{sync::Arc, time::Instant};
 
 use axum::{
-    Router,
+    Extension, Router,
     body::Body,
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -14,6 +21,7 @@ use futures::{StreamExt, stream::FuturesUnordered};
 use http_body_util::{BodyExt, Limited};
 use keel_chain::Chain;
 use keel_config::VerifyMode;
+use keel_listener::AnyOrigin;
 use serde_json::value::RawValue;
 
 use crate::{
@@ -21,8 +29,31 @@ use crate::{
     forward::{self, Outcome, Served},
     jsonrpc::{self, Body as RpcBody, code},
     metrics::{ChainLabel, RequestLabels, method_label},
-    verify,
+    policy, verify,
 };
+
+/// Response headers a web page allowed by CORS may read.
+pub const EXPOSED_HEADERS: &str =
+    "x-keel-upstream, x-keel-retries, x-keel-verified, x-keel-verify-fallback";
+
+/// Who sent a request: a web page that only `*` in `allowed_origins` admitted, or anyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// A client with no Origin, or a page whose origin is listed by name.
+    Trusted,
+    /// A web page admitted by the wildcard.
+    AnyPage,
+}
+
+impl Caller {
+    fn of(page: Option<Extension<AnyOrigin>>) -> Self {
+        if page.is_some() {
+            Self::AnyPage
+        } else {
+            Self::Trusted
+        }
+    }
+}
 
 /// Batch entries in flight at once (per batch).
 const BATCH_CONCURRENCY: usize = 16;
@@ -36,9 +67,14 @@ pub fn router(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-async fn root(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Response {
+async fn root(
+    State(gw): State<Gateway>,
+    page: Option<Extension<AnyOrigin>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     match gw.registry().only().cloned() {
-        Some(chain) => gw.handle(&chain, &headers, body).await,
+        Some(chain) => gw.handle(&chain, Caller::of(page), &headers, body).await,
         None => unknown_chain(&gw, None),
     }
 }
@@ -46,11 +82,12 @@ async fn root(State(gw): State<Gateway>, headers: HeaderMap, body: Body) -> Resp
 async fn by_chain(
     State(gw): State<Gateway>,
     Path(key): Path<String>,
+    page: Option<Extension<AnyOrigin>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     match gw.registry().get(&key).cloned() {
-        Some(chain) => gw.handle(&chain, &headers, body).await,
+        Some(chain) => gw.handle(&chain, Caller::of(page), &headers, body).await,
         None => unknown_chain(&gw, Some(&key)),
     }
 }
@@ -87,6 +124,14 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     resp
 }
 
+fn too_large(max: usize) -> Response {
+    rpc_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        code::INVALID_REQUEST,
+        &format!("request body is larger than the limit of {max} bytes"),
+    )
+}
+
 fn rpc_error(status: StatusCode, c: i64, message: &str) -> Response {
     let mut out = Vec::new();
     jsonrpc::write_error(&mut out, None, c, message);
@@ -94,7 +139,13 @@ fn rpc_error(status: StatusCode, c: i64, message: &str) -> Response {
 }
 
 impl Gateway {
-    async fn handle(&self, chain: &Arc<Chain>, headers: &HeaderMap, body: Body) -> Response {
+    async fn handle(
+        &self,
+        chain: &Arc<Chain>,
+        caller: Caller,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Response {
         let start = Instant::now();
         let label = ChainLabel {
             chain: chain.name().to_owned(),
@@ -107,30 +158,8 @@ impl Gateway {
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > max as u64) {
             m.refused_http.get_or_create(&label).inc();
-            return rpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                code::INVALID_REQUEST,
-                &format!("request body is larger than the limit of {max} bytes"),
-            );
+            return too_large(max);
         }
-        let bytes = match Limited::new(body, max).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                m.refused_http.get_or_create(&label).inc();
-                return rpc_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    code::INVALID_REQUEST,
-                    &format!("request body is larger than the limit of {max} bytes"),
-                );
-            }
-            Err(_) => {
-                return rpc_error(
-                    StatusCode::BAD_REQUEST,
-                    code::PARSE_ERROR,
-                    "the request body could not be read",
-                );
-            }
-        };
         let verify_header = match headers.get("x-keel-verify") {
             None => None,
             Some(v) => match v.to_str().ok().and_then(verify::parse_mode) {
@@ -157,21 +186,9 @@ impl Gateway {
         let in_flight = m.in_flight.get_or_create(&label).clone();
         in_flight.inc();
         let deadline = start + self.inner.cfg.request_timeout;
-        let resp = match jsonrpc::parse_body(&bytes) {
-            Err(e) => rpc_error(
-                StatusCode::OK,
-                code::PARSE_ERROR,
-                &format!("invalid JSON: {e}"),
-            ),
-            Ok(RpcBody::Single(raw)) => {
-                self.single(chain, raw, deadline, verify_header, &label)
-                    .await
-            }
-            Ok(RpcBody::Batch(entries)) => {
-                self.batch(chain, entries, deadline, verify_header, &label)
-                    .await
-            }
-        };
+        let resp = self
+            .read_and_serve(chain, caller, body, deadline, verify_header, &label)
+            .await;
         in_flight.dec();
         m.request_duration_seconds
             .get_or_create(&label)
@@ -179,9 +196,65 @@ impl Gateway {
         resp
     }
 
+    /// Reads the body (holding a slot, by `deadline`) and serves it.
+    async fn read_and_serve(
+        &self,
+        chain: &Arc<Chain>,
+        caller: Caller,
+        body: Body,
+        deadline: Instant,
+        verify_header: Option<VerifyMode>,
+        label: &ChainLabel,
+    ) -> Response {
+        let m = &self.inner.metrics;
+        let max = self.inner.cfg.max_body_bytes;
+        let read = Limited::new(body, max).collect();
+        let bytes = match tokio::time::timeout_at(deadline.into(), read).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                m.refused_http.get_or_create(label).inc();
+                return too_large(max);
+            }
+            Ok(Err(_)) => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    code::PARSE_ERROR,
+                    "the request body could not be read",
+                );
+            }
+            Err(_) => {
+                m.refused_http.get_or_create(label).inc();
+                return rpc_error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    code::DEADLINE_EXCEEDED,
+                    &format!(
+                        "the request body did not arrive within the request deadline of {:?} ([gateway] request_timeout)",
+                        self.inner.cfg.request_timeout
+                    ),
+                );
+            }
+        };
+        match jsonrpc::parse_body(&bytes) {
+            Err(e) => rpc_error(
+                StatusCode::OK,
+                code::PARSE_ERROR,
+                &format!("invalid JSON: {e}"),
+            ),
+            Ok(RpcBody::Single(raw)) => {
+                self.single(chain, caller, raw, deadline, verify_header, label)
+                    .await
+            }
+            Ok(RpcBody::Batch(entries)) => {
+                self.batch(chain, caller, entries, deadline, verify_header, label)
+                    .await
+            }
+        }
+    }
+
     async fn single(
         &self,
         chain: &Arc<Chain>,
+        caller: Caller,
         raw: &RawValue,
         deadline: Instant,
         verify_header: Option<VerifyMode>,
@@ -189,7 +262,7 @@ impl Gateway {
     ) -> Response {
         let mut out = Vec::with_capacity(256);
         let served = self
-            .entry(chain, raw, deadline, verify_header, &mut out)
+            .entry(chain, caller, raw, deadline, verify_header, &mut out)
             .await;
         let notification = out.is_empty();
         let status = match served.outcome {
@@ -209,6 +282,7 @@ impl Gateway {
     async fn batch(
         &self,
         chain: &Arc<Chain>,
+        caller: Caller,
         entries: Vec<&RawValue>,
         deadline: Instant,
         verify_header: Option<VerifyMode>,
@@ -234,14 +308,14 @@ impl Gateway {
         let mut waiting = entries.iter().copied().enumerate();
         let mut in_flight = FuturesUnordered::new();
         for (i, raw) in waiting.by_ref().take(BATCH_CONCURRENCY) {
-            in_flight.push(self.entry_at(i, chain, raw, deadline, verify_header));
+            in_flight.push(self.entry_at(i, chain, caller, raw, deadline, verify_header));
         }
         let mut slots: Vec<Option<(Vec<u8>, Served)>> = Vec::new();
         slots.resize_with(entries.len(), || None);
         while let Some((i, done)) = in_flight.next().await {
             slots[i] = Some(done);
             if let Some((i, raw)) = waiting.next() {
-                in_flight.push(self.entry_at(i, chain, raw, deadline, verify_header));
+                in_flight.push(self.entry_at(i, chain, caller, raw, deadline, verify_header));
             }
         }
         let results: Vec<(Vec<u8>, Served)> = slots.into_iter().flatten().collect();
@@ -272,13 +346,14 @@ impl Gateway {
         &self,
         i: usize,
         chain: &Arc<Chain>,
+        caller: Caller,
         raw: &RawValue,
         deadline: Instant,
         verify_header: Option<VerifyMode>,
     ) -> (usize, (Vec<u8>, Served)) {
         let mut out = Vec::new();
         let served = self
-            .entry(chain, raw, deadline, verify_header, &mut out)
+            .entry(chain, caller, raw, deadline, verify_header, &mut out)
             .await;
         (i, (out, served))
     }
@@ -287,6 +362,7 @@ impl Gateway {
     async fn entry(
         &self,
         chain: &Arc<Chain>,
+        caller: Caller,
         raw: &RawValue,
         deadline: Instant,
         verify_header: Option<VerifyMode>,
@@ -305,6 +381,18 @@ impl Gateway {
                     },
                     "other",
                 )
+            }
+            Ok(req) if caller == Caller::AnyPage && policy::for_trusted_pages_only(&req.method) => {
+                jsonrpc::write_error(
+                    out,
+                    req.id,
+                    code::METHOD_NOT_FOUND,
+                    &format!(
+                        "method {} controls the node or signs with its accounts: refused to a web page that only `*` in [listeners.gateway] allowed_origins admits; list the page's origin there to trust it",
+                        req.method
+                    ),
+                );
+                (Served::new(Outcome::Rejected), method_label(&req.method))
             }
             Ok(req) => {
                 let ctx = crate::Ctx {

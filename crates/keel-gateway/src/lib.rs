@@ -30,7 +30,10 @@ use keel_chain::ChainRegistry;
 use keel_config::{EvidenceConfig, GatewayConfig};
 use tokio::sync::Semaphore;
 
-pub use crate::{http::router, metrics::GatewayMetrics};
+pub use crate::{
+    http::{EXPOSED_HEADERS, router},
+    metrics::GatewayMetrics,
+};
 
 /// The gateway's shared state; cheap to clone.
 #[derive(Debug, Clone)]

@@ -17,6 +17,23 @@ const NODE_CONTROL: &[&str] = &[
 ];
 /// Namespaces that change node state; when allowed they go to every upstream.
 const BROADCAST_CONTROL: &[&str] = &["anvil_", "evm_", "hardhat_"];
+/// Methods that sign with the node's own (unlocked) accounts.
+const NODE_ACCOUNTS: &[&str] = &[
+    "eth_sendTransaction",
+    "eth_sign",
+    "eth_signTransaction",
+    "eth_signTypedData",
+];
+
+/// Whether `method` is for pages the operator named: node control (whether or not the chain
+/// allows it) and anything signing with the node's accounts (`eth_signTypedData` covers its
+/// `_v1`, `_v3`, `_v4` forms). A page admitted only by `*` never gets them.
+pub fn for_trusted_pages_only(method: &str) -> bool {
+    NODE_CONTROL.iter().any(|ns| method.starts_with(ns))
+        || NODE_ACCOUNTS
+            .iter()
+            .any(|m| method == *m || (*m == "eth_signTypedData" && method.starts_with(m)))
+}
 
 /// How a method is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +318,33 @@ mod tests {
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).expect("raw")
+    }
+
+    #[test]
+    fn pages_admitted_by_any_origin_get_no_node_control_or_node_accounts() {
+        for m in [
+            "evm_mine",
+            "anvil_setBalance",
+            "hardhat_impersonateAccount",
+            "debug_traceTransaction",
+            "personal_sign",
+            "eth_sendTransaction",
+            "eth_sign",
+            "eth_signTransaction",
+            "eth_signTypedData",
+            "eth_signTypedData_v4",
+        ] {
+            assert!(for_trusted_pages_only(m), "{m}");
+        }
+        for m in [
+            "eth_call",
+            "eth_sendRawTransaction",
+            "eth_getBalance",
+            "eth_signer",
+            "net_version",
+        ] {
+            assert!(!for_trusted_pages_only(m), "{m}");
+        }
     }
 
     #[test]

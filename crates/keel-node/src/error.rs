@@ -37,6 +37,9 @@ pub enum NodeError {
     /// The content store could not start.
     #[error(transparent)]
     Content(#[from] keel_content::Error),
+    /// The monitor could not start.
+    #[error(transparent)]
+    Monitor(#[from] keel_monitor::MonitorError),
     /// Requests were still in flight when the grace period ended.
     #[error("requests were still in flight after the {0:?} grace period and were cut")]
     GraceExceeded(Duration),

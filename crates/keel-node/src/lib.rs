@@ -7,12 +7,18 @@
 //!
 //! The gateway is served thread per core (`workers`): one current-thread runtime per core,
 //! each with its own listener and upstream connections. Everything else runs on the runtime
-//! that calls [`Node::bind`].
+//! that calls [`Node::bind`]. Every listener is served by `keel_listener` (header and idle
+//! timeouts, connection cap, HTTP/2 limits, Host and Origin checks, `[listeners.<name>]`).
+//!
+//! With `[monitor]`, the monitor (keel-monitor) starts after the listeners are bound: its probes
+//! and evaluation task, and its status page listener, served like the admin listener.
 //!
 //! [`Node::shutdown`] stops in a written order, within a grace period:
 //! 1. the gateway stops accepting connections and drains requests in flight;
-//! 2. head trackers and the devnet stop;
-//! 3. the admin listener stops last, so `/metrics` and `/readyz` stay visible while draining.
+//! 2. the monitor stops (probes, evaluation, notification workers, status page listener),
+//!    before the chains it watches go away, so a shutdown raises no alert;
+//! 3. head trackers and the devnet stop;
+//! 4. the admin listener stops last, so `/metrics` and `/readyz` stay visible while draining.
 
 mod admin;
 mod error;
@@ -29,9 +35,10 @@ use std::{
 };
 
 use keel_chain::{ChainMetrics, ChainRegistry, HeadTracker};
-use keel_config::Config;
+use keel_config::{Config, Listener};
 use keel_devnet::Devnet;
 use keel_gateway::{Gateway, GatewayMetrics};
+use keel_listener::{Cors, ListenerMetrics, Server, Surface};
 use prometheus_client::registry::Registry;
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -63,6 +70,10 @@ pub struct Node {
     tracker: HeadTracker,
     devnet: Option<Devnet>,
     content_addrs: Option<keel_content::LocalAddrs>,
+    monitor: Option<keel_monitor::Monitor>,
+    status_addr: Option<SocketAddr>,
+    status_task: JoinSet<()>,
+    status_cancel: CancellationToken,
 }
 
 impl Node {
@@ -90,7 +101,16 @@ impl Node {
         chain_metrics.register(keel_metrics);
         let gateway_metrics = GatewayMetrics::default();
         gateway_metrics.register(keel_metrics);
+        let listener_metrics = ListenerMetrics::default();
+        listener_metrics.register(keel_metrics);
+        if let (Some(d), Some(dc)) = (&devnet, &config.devnet) {
+            devnet_metrics(d.watch(), &dc.name, keel_metrics, &background_cancel);
+        }
         let content_metrics = Arc::new(keel_content::metrics::Metrics::default());
+        let monitor_metrics = keel_monitor::MonitorMetrics::default();
+        if config.monitor.is_some() {
+            monitor_metrics.register(metrics.sub_registry_with_prefix("keel"));
+        }
         if config.content.is_some() {
             // Registers its own `keel_content_` prefix.
             content_metrics.register(&mut metrics);
@@ -110,6 +130,26 @@ impl Node {
                 source,
             })?;
         let admin_addr = local_addr(&admin_listener, "admin")?;
+        let gateway_server = Arc::new(Server::new(
+            Listener::Gateway,
+            &config.listeners.gateway,
+            gateway_addr,
+            Surface::Api(Cors {
+                methods: "POST",
+                expose_headers: keel_gateway::EXPOSED_HEADERS,
+            }),
+            &listener_metrics,
+        ));
+        let admin_server = Arc::new(Server::new(
+            Listener::Admin,
+            &config.listeners.admin,
+            admin_addr,
+            Surface::Api(Cors {
+                methods: "GET",
+                expose_headers: "",
+            }),
+            &listener_metrics,
+        ));
 
         let shared = Arc::new(Shared {
             registry: registry.clone(),
@@ -128,12 +168,14 @@ impl Node {
         let mut gateway_task = JoinSet::new();
         workers::spawn(
             gateway_listeners,
+            &gateway_server,
             &keel_gateway::router(gateway),
             &gateway_cancel,
             &shared,
             &mut gateway_task,
         )?;
         let mut content_addrs = None;
+        let mut content_gc: Option<keel_monitor::probes::host::GcHook> = None;
         if let Some(cc) = &config.content {
             // The store lives under `<data-dir>/content`, where `keel content … --data-dir`
             // finds it (and its GC lock): pass the data directory itself.
@@ -144,9 +186,25 @@ impl Node {
             )
             .await?;
             content_addrs = Some(svc.local_addrs());
+            let bs = svc.store().clone();
+            content_gc = Some(Arc::new(move || {
+                let bs = bs.clone();
+                Box::pin(async move {
+                    match tokio::task::spawn_blocking(move || keel_content::gc::gc(&bs)).await {
+                        Ok(Ok(r)) => Ok(format!(
+                            "removed {} blocks ({} bytes)",
+                            r.removed.len(),
+                            r.removed_bytes
+                        )),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                })
+            }));
             let (token, shared) = (gateway_cancel.clone(), shared.clone());
+            let (listeners, metrics) = (config.listeners.clone(), listener_metrics.clone());
             gateway_task.spawn(async move {
-                if let Err(e) = svc.run(token.clone()).await {
+                if let Err(e) = svc.run_with(&listeners, &metrics, token.clone()).await {
                     tracing::error!(error = %e, "content service stopped");
                 }
                 if !token.is_cancelled() {
@@ -154,12 +212,55 @@ impl Node {
                 }
             });
         }
+        let mut monitor = None;
+        let mut status_addr = None;
+        let mut status_task = JoinSet::new();
+        let status_cancel = CancellationToken::new();
+        let mut admin_router = admin::router(shared.clone());
+        if let Some(mc) = &config.monitor {
+            let text_of = shared.clone();
+            let deps = keel_monitor::MonitorDeps {
+                registry: shared.registry.clone(),
+                metrics_text: Arc::new(move || {
+                    let mut out = String::new();
+                    let _ = prometheus_client::encoding::text::encode(&mut out, &text_of.metrics);
+                    out
+                }),
+                gateway: Some(gateway_addr),
+                data_dir: data_dir.to_path_buf(),
+                content_gc,
+                clock: Arc::new(keel_monitor::clock::SystemClock),
+            };
+            let mut m =
+                keel_monitor::Monitor::start(mc, deps, monitor_metrics, CancellationToken::new())
+                    .await?;
+            admin_router = admin_router.nest("/monitor", m.admin_router());
+            if let Some((listener, router)) = m.take_status_listener() {
+                let addr = local_addr(&listener, "status page")?;
+                status_addr = Some(addr);
+                let server = Arc::new(Server::new(
+                    Listener::StatusPage,
+                    &config.listeners.status_page,
+                    addr,
+                    Surface::Public,
+                    &listener_metrics,
+                ));
+                status_task.spawn(serve(
+                    server,
+                    listener,
+                    router,
+                    status_cancel.clone(),
+                    shared.clone(),
+                ));
+            }
+            monitor = Some(m);
+        }
         let admin_cancel = CancellationToken::new();
         let mut admin_task = JoinSet::new();
         admin_task.spawn(serve(
-            "admin",
+            admin_server,
             admin_listener,
-            admin::router(shared.clone()),
+            admin_router,
             admin_cancel.clone(),
             shared.clone(),
         ));
@@ -180,7 +281,21 @@ impl Node {
             tracker,
             devnet,
             content_addrs,
+            monitor,
+            status_addr,
+            status_task,
+            status_cancel,
         })
+    }
+
+    /// Address of the monitor's status page, when it is served.
+    pub fn status_addr(&self) -> Option<SocketAddr> {
+        self.status_addr
+    }
+
+    /// The monitor, when `[monitor]` is configured.
+    pub fn monitor(&self) -> Option<keel_monitor::MonitorHandle> {
+        self.monitor.as_ref().map(keel_monitor::Monitor::handle)
     }
 
     /// Address the gateway listens on.
@@ -228,6 +343,7 @@ impl Node {
         tokio::select! {
             _ = self.gateway_task.join_next() => {}
             _ = self.admin_task.join_next() => {}
+            Some(_) = self.status_task.join_next() => {}
         }
     }
 
@@ -243,6 +359,11 @@ impl Node {
         if drained.is_err() {
             tracing::warn!("requests still in flight after the grace period; closing them");
             self.gateway_task.abort_all();
+        }
+        self.status_cancel.cancel();
+        while self.status_task.join_next().await.is_some() {}
+        if let Some(m) = self.monitor.take() {
+            m.shutdown().await;
         }
         self.background_cancel.cancel();
         self.tracker.join().await;
@@ -260,6 +381,59 @@ impl Node {
     }
 }
 
+/// Labels of devnet node series: the chain and the node's upstream name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct DevnetLabels {
+    chain: String,
+    upstream: String,
+}
+
+/// `keel_devnet_node_ready` and `keel_devnet_node_restarts`, refreshed four times a second.
+fn devnet_metrics(
+    watch: keel_devnet::DevnetWatch,
+    chain: &str,
+    registry: &mut Registry,
+    cancel: &CancellationToken,
+) {
+    use prometheus_client::metrics::{family::Family, gauge::Gauge};
+    let ready: Family<DevnetLabels, Gauge> = Family::default();
+    let restarts: Family<DevnetLabels, Gauge> = Family::default();
+    registry.register(
+        "devnet_node_ready",
+        "1 when the devnet node is in lockstep, 0 while it restarts or catches up",
+        ready.clone(),
+    );
+    registry.register(
+        "devnet_node_restarts",
+        "Times the devnet node's process exited and was restarted",
+        restarts.clone(),
+    );
+    let chain = chain.to_owned();
+    let refresh = move || {
+        for (i, n) in watch.nodes().iter().enumerate() {
+            let l = DevnetLabels {
+                chain: chain.clone(),
+                upstream: format!("node-{i}"),
+            };
+            ready.get_or_create(&l).set(i64::from(n.ready));
+            restarts
+                .get_or_create(&l)
+                .set(i64::try_from(n.restarts).unwrap_or(i64::MAX));
+        }
+    };
+    refresh();
+    let cancel = cancel.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => refresh(),
+            }
+        }
+    });
+}
+
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr)
         .await
@@ -274,25 +448,18 @@ fn local_addr(l: &TcpListener, what: &'static str) -> Result<SocketAddr, NodeErr
     })
 }
 
-/// Serves `router` until `cancel`; an unexpected end marks the node failed.
+/// Serves `router` with `server` until `cancel`, then drains; an unexpected end marks the node
+/// failed.
 async fn serve(
-    what: &'static str,
+    server: Arc<Server>,
     listener: TcpListener,
     router: axum::Router,
     cancel: CancellationToken,
     shared: Arc<Shared>,
 ) {
-    use axum::serve::ListenerExt as _;
-    let shutdown = cancel.clone();
-    // Answers are small and latency-bound: never let Nagle hold them back.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
+    server.serve(listener, router, cancel.cancelled()).await;
     if !cancel.is_cancelled() {
         shared.failed.store(true, Ordering::SeqCst);
-        tracing::error!(listener = what, error = ?result.err(), "listener stopped unexpectedly");
+        tracing::error!(listener = server.name(), "listener stopped unexpectedly");
     }
 }

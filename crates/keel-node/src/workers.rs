@@ -81,10 +81,11 @@ fn listener(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListe
     Ok(socket.into())
 }
 
-/// Starts one worker thread per listener, serving `router` until `cancel`. Their ends are
-/// reported to `tasks`.
+/// Starts one worker thread per listener, serving `router` with `server` (one connection cap
+/// for all) until `cancel`. Their ends are reported to `tasks`.
 pub(crate) fn spawn(
     listeners: Vec<std::net::TcpListener>,
+    server: &Arc<keel_listener::Server>,
     router: &axum::Router,
     cancel: &CancellationToken,
     shared: &Arc<Shared>,
@@ -102,14 +103,19 @@ pub(crate) fn spawn(
         // Cancelled when the reporting task ends or is aborted: stops the worker at once.
         let stop = CancellationToken::new();
         let (done_tx, done_rx) = oneshot::channel::<()>();
-        let (router, cancel_w, shared_w, stop_w) =
-            (router.clone(), cancel.clone(), shared.clone(), stop.clone());
+        let (server, router, cancel_w, shared_w, stop_w) = (
+            server.clone(),
+            router.clone(),
+            cancel.clone(),
+            shared.clone(),
+            stop.clone(),
+        );
         thread::Builder::new()
             .name(format!("keel-gateway-{i}"))
             .spawn(move || {
                 rt.block_on(async {
                     tokio::select! {
-                        () = serve("gateway", listener, router, cancel_w, shared_w) => {}
+                        () = serve(server, listener, router, cancel_w, shared_w) => {}
                         () = stop_w.cancelled() => {}
                     }
                 });

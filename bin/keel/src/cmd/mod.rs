@@ -1,5 +1,6 @@
 //! One module per command family.
 
+pub(crate) mod alerts;
 pub(crate) mod content;
 pub(crate) mod evidence;
 pub(crate) mod status;

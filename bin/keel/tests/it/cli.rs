@@ -327,3 +327,251 @@ fn content_pins_and_gc_from_the_command_line() {
     assert_ne!(code, 0);
     assert!(err.contains("not found"), "{err}");
 }
+
+#[test]
+fn check_config_refuses_a_rule_that_does_not_parse_and_alerts_rules_prints_prometheus_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keel.toml");
+    std::fs::write(
+        &file,
+        "[devnet]\n[monitor]\n[[monitor.rules]]\nname = \"Broken\"\nexpr = \"rate(x) > 1\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = keel(&["check-config", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("rule `Broken`") && err.contains("expected `[`"),
+        "{err}"
+    );
+    let (code, out, _) = keel(&["alerts", "rules", "--prometheus"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("- alert: UpstreamForked"), "{out}");
+    // No node to talk to: a clear error, exit 1.
+    let (code, _, err) = keel(&["alerts", "ls", "--admin", "http://127.0.0.1:1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is keel running with [monitor]"), "{err}");
+}
+
+/// `keel up` with `[log] file` writes JSON lines to the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_writes_json_logs_to_the_configured_file() {
+    let anvil = keel_testkit::Anvil::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keel.toml");
+    let admin = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n[log]\nfile = \"{}\"\n\
+             [[chains]]\nname = \"dev\"\nchain_id = 31337\n[[chains.upstreams]]\nname = \"a\"\nurl = \"{}\"\n",
+            dir.path().join("logs/keel.log").display(),
+            anvil.url()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+    let mut child = Command::new(KEEL)
+        .args([
+            "up",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let logs = dir.path().join("logs");
+    let found = keel_testkit::eventually(Duration::from_secs(20), async || {
+        std::fs::read_dir(&logs)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|f| {
+                std::fs::read_to_string(f.path())
+                    .unwrap_or_default()
+                    .contains("keel is up")
+            })
+    })
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    assert!(found, "no log file with `keel is up` in {}", logs.display());
+    let file = std::fs::read_dir(&logs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        file.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("keel.log."),
+        "{file:?}"
+    );
+    let line = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("keel is up"))
+        .unwrap()
+        .to_owned();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["level"], "INFO");
+    assert_eq!(v["fields"]["message"], "keel is up");
+    assert!(
+        v["timestamp"].is_string() && v["target"] == "keel_node",
+        "{v}"
+    );
+}
+
+/// `keel incidents` and `keel alerts` against a running `keel up` with `[monitor]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incidents_and_silences_from_the_command_line() {
+    let anvil = keel_testkit::Anvil::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keel.toml");
+    let admin = free_port();
+    let status = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\
+             [[chains]]\nname = \"dev\"\nchain_id = 31337\n[[chains.upstreams]]\nname = \"a\"\nurl = \"{}\"\n\
+             [monitor]\nevaluation_interval = \"200ms\"\n[monitor.status]\nlisten = \"127.0.0.1:{status}\"\n",
+            anvil.url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(KEEL)
+        .args([
+            "up",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin_url = format!("http://127.0.0.1:{admin}");
+    let ready = keel_testkit::eventually(Duration::from_secs(20), async || {
+        matches!(reqwest::get(format!("{admin_url}/readyz")).await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    assert!(ready, "keel up did not become ready");
+    let a = ["--admin", admin_url.as_str()];
+    let (code, out, err) = keel(
+        &[
+            &[
+                "incidents",
+                "open",
+                "RPC errors",
+                "--message",
+                "Investigating",
+                "--impact",
+                "major",
+                "--component",
+                "dev JSON-RPC",
+            ][..],
+            &a,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("#1 RPC errors [investigating, impact major] dev JSON-RPC"),
+        "{out}"
+    );
+    let (code, out, err) = keel(
+        &[
+            &[
+                "incidents",
+                "update",
+                "1",
+                "--status",
+                "resolved",
+                "--message",
+                "Fixed",
+            ][..],
+            &a,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("[resolved") && out.contains("resolved: Fixed"),
+        "{out}"
+    );
+    let (code, _, err) = keel(
+        &[
+            &[
+                "incidents",
+                "update",
+                "1",
+                "--status",
+                "done",
+                "--message",
+                "x",
+            ][..],
+            &a,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("status `done` is not one of"), "{err}");
+    // The status page shows the incident and its timeline.
+    let page = reqwest::get(format!("http://127.0.0.1:{status}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("RPC errors") && page.contains("Fixed"),
+        "{page}"
+    );
+    let (code, out, err) = keel(
+        &[
+            &[
+                "alerts",
+                "silence",
+                "alertname=UpstreamDown",
+                "upstream=a",
+                "--for",
+                "2h",
+                "--by",
+                "ops",
+                "--comment",
+                "upgrade",
+            ][..],
+            &a,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("silence "), "{out}");
+    let (code, out, _) = keel(&[&["alerts", "silences"][..], &a].concat());
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("alertname=UpstreamDown,upstream=a") && out.contains("upgrade"),
+        "{out}"
+    );
+    let (code, _, err) = keel(&[&["alerts", "silence", "oops", "--by", "ops"][..], &a].concat());
+    assert_eq!(code, 1);
+    assert!(err.contains("`oops` is not a matcher"), "{err}");
+    let (code, out, _) = keel(&[&["alerts", "ls"][..], &a].concat());
+    assert_eq!(code, 0);
+    assert!(out.starts_with("ID"), "{out}");
+    let (code, _, err) = keel(&[&["alerts", "ack", "nope", "--by", "ops"][..], &a].concat());
+    assert_eq!(code, 1);
+    assert!(err.contains("no firing alert matches `nope`"), "{err}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+}

@@ -200,7 +200,7 @@ async fn a_stalled_upload_is_abandoned_so_it_cannot_hold_gc_off() {
 
     // An add that sends one and a half chunks of a file announced as 10 MB, then nothing.
     let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = "POST /api/v0/add HTTP/1.1\r\nhost: keel\r\ncontent-type: multipart/form-data; boundary=B\r\ncontent-length: 10000000\r\n\r\n--B\r\ncontent-disposition: form-data; name=\"file\"; filename=\"f.bin\"\r\ncontent-type: application/octet-stream\r\n\r\n";
+    let head = "POST /api/v0/add HTTP/1.1\r\nhost: localhost\r\ncontent-type: multipart/form-data; boundary=B\r\ncontent-length: 10000000\r\n\r\n--B\r\ncontent-disposition: form-data; name=\"file\"; filename=\"f.bin\"\r\ncontent-type: application/octet-stream\r\n\r\n";
     conn.write_all(head.as_bytes()).await.expect("write");
     conn.write_all(&data(3 << 17, 8)).await.expect("write");
     let mut answer = Vec::new();

@@ -7,6 +7,7 @@ mod corruption;
 mod gateway;
 mod gc;
 mod hostile_dag;
+mod listeners;
 mod roundtrip;
 mod rpc;
 mod support;

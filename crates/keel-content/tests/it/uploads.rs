@@ -53,7 +53,7 @@ const END: &str = "\r\n--B--\r\n";
 async fn start(addr: SocketAddr, path: &str, len: usize) -> TcpStream {
     let mut c = TcpStream::connect(addr).await.expect("connect");
     let head = format!(
-        "POST {path} HTTP/1.1\r\nhost: keel\r\ncontent-type: multipart/form-data; boundary=B\r\nconnection: close\r\ncontent-length: {len}\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: multipart/form-data; boundary=B\r\nconnection: close\r\ncontent-length: {len}\r\n\r\n"
     );
     c.write_all(head.as_bytes()).await.expect("write head");
     c

@@ -8,10 +8,13 @@ use serde_json::json;
 
 use crate::support::{Running, call, cast};
 
-fn devnet_config() -> Config {
+pub(crate) fn devnet_config() -> Config {
     let mut c = Config::from_toml(Config::EMBEDDED_DEFAULT, "<embedded defaults>", &[]).unwrap();
     c.gateway.listen = "127.0.0.1:0".parse().unwrap();
     c.admin.listen = "127.0.0.1:0".parse().unwrap();
+    if let Some(m) = c.monitor.as_mut() {
+        m.status.listen = Some("127.0.0.1:0".parse().unwrap());
+    }
     let d = c.devnet.as_mut().unwrap();
     d.block_time = Duration::from_millis(300);
     d.anvil = Some(keel_testkit::anvil());
@@ -203,7 +206,7 @@ async fn set_balance(gateway: &str, nodes: &[String], addr: &str, wei: &str) {
 }
 
 /// Kills devnet node `i` with SIGKILL; returns it as it was.
-fn kill_node(r: &Running, i: usize) -> keel_devnet::DevnetNode {
+pub(crate) fn kill_node(r: &Running, i: usize) -> keel_devnet::DevnetNode {
     let node = r.node.devnet_nodes()[i].clone();
     assert!(node.pid > 0 && node.ready, "{node:?}");
     std::process::Command::new("kill")

@@ -11,6 +11,8 @@ mod devnet;
 mod edge;
 mod failover;
 mod filters;
+mod listeners;
+mod monitor;
 mod support;
 mod upstreams;
 mod verify;
