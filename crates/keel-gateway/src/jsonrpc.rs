@@ -89,14 +89,17 @@ pub fn parse_body(bytes: &[u8]) -> Result<Body<'_>, String> {
 
 /// Validates one request object.
 pub fn parse_request(raw: &RawValue) -> Result<Request<'_>, Invalid<'_>> {
-    let env: Envelope<'_> = match serde_json::from_str(raw.get()) {
-        Ok(env) => env,
-        Err(_) => {
-            return Err(Invalid {
-                id: None,
-                message: "a request must be a JSON object".to_owned(),
-            });
-        }
+    let not_an_object = || Invalid {
+        id: None,
+        message: "a request must be a JSON object".to_owned(),
+    };
+    // JSON-RPC 2.0 requires an object. The derived `Deserialize` of the envelope would also read
+    // an array, positionally (`["2.0",1,"eth_chainId"]`): refuse anything else by its first byte.
+    if raw.get().trim_start().as_bytes().first() != Some(&b'{') {
+        return Err(not_an_object());
+    }
+    let Ok(env) = serde_json::from_str::<Envelope<'_>>(raw.get()) else {
+        return Err(not_an_object());
     };
     let id = env.id;
     let bad = |message: &str| Invalid {
@@ -245,6 +248,39 @@ mod tests {
         ] {
             let err = parse_request(raw(body)).expect_err(body);
             assert!(err.message.contains(why), "{body}: {}", err.message);
+        }
+    }
+
+    /// JSON-RPC 2.0 requires a request object; serde's derived `Deserialize` would read an
+    /// array positionally (`["2.0", 1, "eth_chainId"]` as jsonrpc, id, method).
+    #[test]
+    fn a_request_that_is_an_array_is_invalid() {
+        for entry in [
+            r#"["2.0",1,"eth_chainId"]"#,
+            r#"["2.0",1,"eth_getBalance",["0x0000000000000000000000000000000000000000","latest"]]"#,
+            r#"["2.0"]"#,
+            "[]",
+        ] {
+            let err = parse_request(raw(entry)).expect_err(entry);
+            assert_eq!(err.message, "a request must be a JSON object", "{entry}");
+            assert!(err.id.is_none(), "{entry}");
+            // As a batch entry, and with whitespace around it.
+            let body = format!(
+                "[ {entry} ,\n{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"eth_chainId\"}}]"
+            );
+            let Ok(Body::Batch(entries)) = parse_body(body.as_bytes()) else {
+                panic!("{body} is a batch");
+            };
+            assert!(parse_request(entries[0]).is_err(), "{body}");
+            assert_eq!(
+                parse_request(entries[1]).expect("valid").method,
+                "eth_chainId"
+            );
+        }
+        // Other non-objects keep their answer.
+        for entry in ["5", "\"x\"", "null", "true"] {
+            let err = parse_request(raw(entry)).expect_err(entry);
+            assert_eq!(err.message, "a request must be a JSON object", "{entry}");
         }
     }
 

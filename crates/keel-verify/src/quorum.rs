@@ -2,14 +2,21 @@
 //!
 //! Two upstreams that return the same value must never disagree because of formatting, and two
 //! that return different values must never agree. The canonical form is compact JSON with:
-//! - object keys sorted (bytewise), no whitespace;
-//! - every `0x` hex string lower-cased (hashes, addresses and data compare case-insensitively);
+//! - every `0x` hex string lower-cased (hashes, addresses and data compare case-insensitively),
+//!   object keys included;
+//! - object keys sorted (bytewise, once lower-cased, so that key order never depends on hex
+//!   case; keys equal once lower-cased, such as `0xab` and `0xAB`, are ordered by their
+//!   canonical values), no whitespace;
 //! - hex *quantities* stripped of leading zeros (`0x01`, `0x0001` → `0x1`; `0x`, `0x00` → `0x0`)
 //!   — a string is a quantity when it is the value of a known quantity field
 //!   ([`QUANTITY_FIELDS`], or an array under one), or the whole result of a method that returns
 //!   a quantity ([`canonical_for`] with one of [`QUANTITY_METHODS`]). Data strings keep their
 //!   length: `0x00` and `0x0000` stay different, as do `0x` and `0x00`;
-//! - JSON numbers written in the shortest form (`1.0` → `1`, `1e2` → `100`).
+//! - JSON numbers compared by exact value, whatever their spelling (`1.0` = `1`, `1e2` = `100`,
+//!   `0.5` = `5e-1`, `510e121` = `5.1e123`; integers beyond u64 exactly; see
+//!   [`json::Node::Number`]).
+
+use std::{borrow::Cow, fmt::Write as _};
 
 use serde_json::value::RawValue;
 
@@ -154,17 +161,64 @@ fn is_hex(s: &str) -> Option<&str> {
         .then_some(digits)
 }
 
+/// A key as the canonical form writes it: a `0x` hex key lower-cased (`0X` prefix included).
+fn canonical_key(k: &str) -> Cow<'_, str> {
+    match is_hex(k) {
+        Some(_) if k.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Owned(k.to_ascii_lowercase()),
+        _ => Cow::Borrowed(k),
+    }
+}
+
 fn write_string(out: &mut String, s: &str, quantity: bool) {
-    let canon = match is_hex(s) {
+    match is_hex(s) {
         Some(digits) if quantity => {
             let t = digits.trim_start_matches('0');
-            format!("0x{}", if t.is_empty() { "0" } else { t }).to_ascii_lowercase()
+            out.push_str("\"0x");
+            push_lower(out, if t.is_empty() { "0" } else { t });
+            out.push('"');
         }
-        Some(digits) => format!("0x{}", digits.to_ascii_lowercase()),
-        None => s.to_owned(),
-    };
-    // Serializing a string cannot fail.
-    out.push_str(&serde_json::to_string(&canon).unwrap_or_default());
+        Some(digits) => {
+            out.push_str("\"0x");
+            push_lower(out, digits);
+            out.push('"');
+        }
+        None => push_json_string(out, s),
+    }
+}
+
+/// Hex digits, lower-cased (they need no escaping).
+fn push_lower(out: &mut String, digits: &str) {
+    out.extend(digits.chars().map(|c| c.to_ascii_lowercase()));
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // `i` is at an ASCII byte: a char boundary.
+        out.push_str(&s[run..i]);
+        if escape.is_empty() {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        run = i + 1;
+    }
+    out.push_str(&s[run..]);
+    out.push('"');
 }
 
 fn write_node(out: &mut String, v: &Node, quantity: bool) {
@@ -183,20 +237,51 @@ fn write_node(out: &mut String, v: &Node, quantity: bool) {
             }
             out.push(']');
         }
-        // Entries are sorted by key already.
-        Node::Object(entries) => {
-            out.push('{');
-            for (i, (k, v)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+        Node::Object(entries) => write_object(out, entries),
+    }
+}
+
+fn write_object(out: &mut String, entries: &[(String, Node)]) {
+    let quantity = |k: &str| QUANTITY_FIELDS.contains(&k);
+    let keys: Vec<Cow<'_, str>> = entries.iter().map(|(k, _)| canonical_key(k)).collect();
+    // Entries are sorted by key as written; only lower-cased keys can move. Values written
+    // ahead of time (to order keys equal once lower-cased) are kept, not written twice.
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    let mut written: Vec<Option<String>> = Vec::new();
+    if keys.iter().any(|k| matches!(k, Cow::Owned(_))) {
+        order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+        written.resize(entries.len(), None);
+        let mut i = 0;
+        while i < order.len() {
+            let same = order[i..]
+                .iter()
+                .take_while(|&&x| keys[x] == keys[order[i]])
+                .count();
+            if same > 1 {
+                let group = &mut order[i..i + same];
+                for &x in group.iter() {
+                    let mut w = String::new();
+                    write_node(&mut w, &entries[x].1, quantity(&entries[x].0));
+                    written[x] = Some(w);
                 }
-                write_string(out, k, false);
-                out.push(':');
-                write_node(out, v, QUANTITY_FIELDS.contains(&k.as_str()));
+                group.sort_by(|&a, &b| written[a].cmp(&written[b]));
             }
-            out.push('}');
+            i += same;
         }
     }
+    out.push('{');
+    for (n, &x) in order.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        write_string(out, &keys[x], false);
+        out.push(':');
+        match written.get_mut(x).and_then(Option::take) {
+            Some(w) => out.push_str(&w),
+            None => write_node(out, &entries[x].1, quantity(&entries[x].0)),
+        }
+    }
+    out.push('}');
 }
 
 /// The decision over a set of answers.
@@ -326,6 +411,63 @@ mod tests {
         assert_eq!(c(a), c(b));
         assert_ne!(c(a), c(&b.replace("\"0x00\"", "\"0x0\"")));
         assert_eq!(c(r#""plain TEXT""#), r#""plain TEXT""#);
+    }
+
+    #[test]
+    fn numbers_compare_by_value_whatever_their_spelling() {
+        // Before: read through f64, `510e121` and `5.1e123` could differ, and values a float
+        // cannot tell apart agreed.
+        assert_eq!(c("510e121"), c("5.1e123"));
+        assert_eq!(
+            c(r#"{"gasUsedRatio":[0.5,0.25]}"#),
+            c(r#"{"gasUsedRatio":[5e-1,25E-2]}"#)
+        );
+        assert_eq!(c("18446744073709551616"), c("1.8446744073709551616e19"));
+        assert_ne!(c("9007199254740993"), c("9007199254740992"));
+        assert_ne!(c("0.1"), c("0.10000000000000001"));
+        assert_ne!(c("442442444444444444444444"), c("442442444444444444444445"));
+        assert_eq!(c("[1e400]"), c("[10e399]"));
+        assert_eq!(
+            canonical_answer(
+                "eth_x",
+                None,
+                Some(&RawValue::from_string("[1e400]".into()).unwrap()),
+                None
+            )
+            .unwrap(),
+            Some(b"r[1e400]".to_vec())
+        );
+    }
+
+    #[test]
+    fn key_order_does_not_depend_on_hex_case() {
+        // Before: keys were sorted as written, then lower-cased.
+        assert_eq!(c(r#"{"0xab":1,"0xZ":2}"#), c(r#"{"0xAB":1,"0xZ":2}"#));
+        assert_eq!(c(r#"{"0xAB":1,"0xZ":2}"#), r#"{"0xZ":2,"0xab":1}"#);
+        // Objects keyed by address (trace state diffs), in both cases and orders.
+        let lower = r#"{"0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed":{"balance":"0x1"},"0xfb6916095ca1df60bb79ce92ce3ea74c37c5d359":{"balance":"0x2"}}"#;
+        let mixed = r#"{"0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359":{"balance":"0x02"},"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed":{"balance":"0x01"}}"#;
+        assert_eq!(c(lower), c(mixed));
+        // Keys equal once lower-cased are ordered by value, so no input order shows through.
+        let a = c(r#"{"0xab":1,"0xAB":2}"#);
+        assert_eq!(a, r#"{"0xab":1,"0xab":2}"#);
+        assert_eq!(a, c(r#"{"0xAB":1,"0xab":2}"#));
+        assert_eq!(a, c(r#"{"0xAB":2,"0xab":1}"#));
+        assert_ne!(a, c(r#"{"0xab":1,"0xAB":1}"#));
+        assert_ne!(c(r#"{"0xab":1,"0xAB":1}"#), c(r#"{"0xab":1}"#));
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for s in [
+            "plain",
+            "q\"b\\s/",
+            "\u{0}\u{1}\u{8}\u{c}\n\r\t\u{1f}\u{7f}",
+            "é€😀",
+        ] {
+            let json = serde_json::to_string(s).unwrap();
+            assert_eq!(c(&json), json);
+        }
     }
 
     #[test]

@@ -73,6 +73,15 @@ async fn malformed_and_invalid_requests_get_spec_errors() {
         (&json!("x"), &json!("0x7a69"))
     );
 
+    // An array is no request object (serde would read it positionally as jsonrpc, id, method).
+    let (status, _, v) = post(&url, r#"[["2.0",1,"eth_chainId"]]"#).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&v[0]["id"], v[0]["error"]["code"].as_i64(), &v[0]["result"]),
+        (&Value::Null, Some(-32600), &Value::Null),
+        "{v}"
+    );
+
     // A batch of notifications only and a single notification: nothing to answer.
     let (status, _, _) = post(&url, r#"[{"jsonrpc":"2.0","method":"eth_chainId"}]"#).await;
     assert_eq!(status, 204);

@@ -13,16 +13,22 @@
 //! - an unmutated proof of a present key gives its value in keel, of an absent key `None`;
 //! - keel accepts (with value v) only what alloy-trie accepts with the expected value v;
 //! - what keel refuses, alloy-trie refuses too, for the true value and for absence —
-//!   except where keel is stricter on purpose: an unused trailing node (`ProofTooLong`), or a
+//!   except where keel is stricter on purpose: an unused trailing node (`ProofTooLong`), a
 //!   node the spec does not allow (see `well_formed`), which alloy-trie tolerates where its
-//!   walk does not look (bytes after a node, a malformed sibling reference).
+//!   walk does not look (bytes after a node, a malformed sibling reference), or a node that
+//!   does not fit a trie whose keys are all 32 bytes (see `shaped`: a leaf that stops short of
+//!   nibble 64, which alloy-trie reads as absence).
 #![no_main]
 
 use std::collections::BTreeMap;
 
 use alloy_primitives::{B256, Bytes};
 use alloy_rlp::Decodable;
-use alloy_trie::{HashBuilder, Nibbles, proof::ProofRetainer};
+use alloy_trie::{
+    HashBuilder, Nibbles,
+    nodes::{RlpNode, TrieNode},
+    proof::ProofRetainer,
+};
 use keel_verify::{VerifyError, mpt};
 use libfuzzer_sys::fuzz_target;
 
@@ -121,7 +127,6 @@ fn rehash(proof: &mut [Vec<u8>], new: Vec<u8>) -> Option<B256> {
 /// encoded again), child references that are a 32-byte hash or an embedded node under 32
 /// bytes (itself well-formed), extensions with a path, leaves with a value.
 fn well_formed(node: &[u8]) -> bool {
-    use alloy_trie::nodes::TrieNode;
     let valid_ref = |r: &[u8]| {
         (r.len() == 33 && r[0] == 0xa0) || (r.len() < 32 && r[0] >= 0xc0 && well_formed(r))
     };
@@ -137,6 +142,89 @@ fn well_formed(node: &[u8]) -> bool {
         TrieNode::Extension(e) => !e.key.is_empty() && !e.child.is_empty() && valid_ref(&e.child),
         TrieNode::Leaf(l) => !l.value.is_empty(),
         TrieNode::EmptyRoot => false,
+    }
+}
+
+/// Whether `node`, `depth` nibbles into a trie whose keys are all 32 bytes, fits that trie's
+/// shape (judged on alloy-trie's decoding): a leaf ends at nibble 64, an extension before it and
+/// leads to a branch, a branch sits above it (alloy-trie's decoder already refuses branch
+/// values), and each child embedded in it (under 32 bytes) fits at its own depth.
+fn shaped(node: &TrieNode, depth: usize) -> bool {
+    let embedded = |c: &RlpNode| TrieNode::decode(&mut &c[..]).ok();
+    match node {
+        TrieNode::Branch(b) => {
+            depth < 64
+                && b.stack
+                    .iter()
+                    .all(|c| c.is_hash() || embedded(c).is_some_and(|n| shaped(&n, depth + 1)))
+        }
+        TrieNode::Extension(e) => {
+            let end = depth + e.key.len();
+            !e.key.is_empty()
+                && end < 64
+                && (e.child.is_hash()
+                    || embedded(&e.child)
+                        .is_some_and(|n| matches!(n, TrieNode::Branch(_)) && shaped(&n, end)))
+        }
+        TrieNode::Leaf(l) => depth + l.key.len() == 64,
+        TrieNode::EmptyRoot => false,
+    }
+}
+
+/// Whether the nodes a walk along `path` visits fit the trie's shape ([`shaped`]), an
+/// extension's child being a branch. A walk that cannot go on (a missing or undecodable node,
+/// a hash that does not match) stops with `true`: that is no question of shape.
+fn walk_shaped(path: &[u8; 32], proof: &[Vec<u8>]) -> bool {
+    let key = Nibbles::unpack(path).to_vec();
+    let Some(first) = proof.first() else {
+        return true;
+    };
+    let mut bytes = first.clone();
+    let mut next = 1;
+    let mut depth = 0;
+    let mut after_extension = false;
+    loop {
+        let Ok(node) = TrieNode::decode(&mut &bytes[..]) else {
+            return true;
+        };
+        if !shaped(&node, depth) || (after_extension && !matches!(node, TrieNode::Branch(_))) {
+            return false;
+        }
+        let child = match node {
+            TrieNode::Branch(b) => {
+                let n = key[depth];
+                if !b.state_mask.is_bit_set(n) {
+                    return true;
+                }
+                let i = (0..n).filter(|i| b.state_mask.is_bit_set(*i)).count();
+                depth += 1;
+                after_extension = false;
+                b.stack[i].clone()
+            }
+            TrieNode::Extension(e) => {
+                let p = e.key.to_vec();
+                if !key[depth..].starts_with(&p) {
+                    return true;
+                }
+                depth += p.len();
+                after_extension = true;
+                e.child
+            }
+            TrieNode::Leaf(_) | TrieNode::EmptyRoot => return true,
+        };
+        if child.is_hash() {
+            match proof.get(next) {
+                Some(n) if mpt::keccak(n)[..] == child[1..] => bytes = n.clone(),
+                _ => return true,
+            }
+            next += 1;
+        } else {
+            bytes = child.to_vec();
+            // keel also takes an embedded node repeated as a proof entry of its own.
+            if proof.get(next) == Some(&bytes) {
+                next += 1;
+            }
+        }
     }
 }
 
@@ -291,12 +379,15 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let for_truth = alloy_accepts(root, &path, truth.clone(), &proof);
             let for_absent = alloy_accepts(root, &path, None, &proof);
-            // keel is stricter on purpose about unused trailing nodes, and about nodes the spec
+            // keel is stricter on purpose about unused trailing nodes, about nodes the spec
             // does not allow (trailing bytes, a child reference of 1..31 bytes that is no
-            // node, …) that alloy-trie tolerates when its walk does not need them; only a root
-            // committing to such a node (mutation 9) has them.
+            // node, …) that alloy-trie tolerates when its walk does not need them, and about
+            // nodes that do not fit a trie of 32-byte keys (a leaf short of nibble 64, an
+            // extension into a leaf, a malformed embedded sibling); only a root committing to
+            // such a node (mutation 9) has them.
             let stricter_on_purpose = matches!(e, VerifyError::ProofTooLong { .. })
-                || proof.iter().any(|n| !well_formed(n));
+                || proof.iter().any(|n| !well_formed(n))
+                || !walk_shaped(&path, &proof);
             assert!(
                 !(for_truth || for_absent) || stricter_on_purpose,
                 "keel refuses ({e}) what alloy-trie accepts (value {}, absence {for_absent}) \

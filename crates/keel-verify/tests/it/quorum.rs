@@ -172,6 +172,68 @@ proptest! {
     }
 }
 
+/// `digits` × 10^`exp` spelled with `zeros` trailing zeros more and the point after `point`
+/// digits (clamped), the exponent adjusted: one value, many texts.
+fn spell(
+    negative: bool,
+    digits: &str,
+    exp: i64,
+    zeros: usize,
+    point: usize,
+    upper: bool,
+) -> String {
+    let d = format!("{digits}{}", "0".repeat(zeros));
+    let point = point.min(d.len());
+    let e = exp - zeros as i64 + (d.len() - point) as i64;
+    let (whole, frac) = d.split_at(point);
+    format!(
+        "{}{}{}{}{}{e}",
+        if negative { "-" } else { "" },
+        if whole.is_empty() { "0" } else { whole },
+        if frac.is_empty() { "" } else { "." },
+        frac,
+        if upper { "E" } else { "e" },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Two spellings of one number (any magnitude, any number of digits) canonicalize the
+    /// same; a number one digit longer does not.
+    #[test]
+    fn numbers_compare_by_value_in_any_spelling(
+        negative in any::<bool>(),
+        digits in "[1-9][0-9]{0,40}",
+        exp in -400i64..400,
+        (za, zb) in (0usize..4, 0usize..4),
+        (pa, pb) in (0usize..50, 0usize..50),
+        upper in any::<bool>(),
+    ) {
+        let wrap = |n: &str| RawValue::from_string(format!(r#"{{"gasUsedRatio":[{n}],"x":{n}}}"#)).unwrap();
+        let a = spell(negative, &digits, exp, za, pa, upper);
+        let b = spell(negative, &digits, exp, zb, pb, !upper);
+        let ca = keel_verify::canonical(&wrap(&a));
+        prop_assert_eq!(&ca, &keel_verify::canonical(&wrap(&b)), "{} vs {}", a, b);
+        // Plain spellings too, where they are short.
+        if (-30..30).contains(&exp) {
+            let plain = if exp >= 0 {
+                format!("{digits}{}", "0".repeat(exp as usize))
+            } else {
+                let e = (-exp) as usize;
+                let d = format!("{}{digits}", "0".repeat(e.saturating_sub(digits.len()) + 1));
+                let (w, f) = d.split_at(d.len() - e);
+                let w = w.trim_start_matches('0');
+                format!("{}.{f}", if w.is_empty() { "0" } else { w })
+            };
+            let plain = if negative { format!("-{plain}") } else { plain };
+            prop_assert_eq!(&ca, &keel_verify::canonical(&wrap(&plain)), "{} vs {}", a, plain);
+        }
+        let other = spell(negative, &format!("{digits}1"), exp - 1, zb, pb, upper);
+        prop_assert_ne!(&ca, &keel_verify::canonical(&wrap(&other)), "{} vs {}", a, other);
+    }
+}
+
 /// Every hex string that is data (not a quantity) under `v`, with its JSON pointer.
 fn collect(v: &Value, ptr: &str, out: &mut Vec<(String, String)>) {
     match v {
